@@ -1,0 +1,201 @@
+package policy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+
+	"github.com/nsprov/nsprov/policies"
+)
+
+// The entry points every bundle must define.
+const (
+	MutationQuery   = "data.nsprov.mutation.result"
+	DenyQuery       = "data.nsprov.validation.deny"
+	WarnQuery       = "data.nsprov.validation.warn"
+	PlanQuery       = "data.nsprov.plan.plan"
+	testFileSuffix  = "_test.rego"
+	maxBundleFiles  = 1000
+	maxBundleSizeMB = 16
+)
+
+// Bundle is a compiled policy bundle with its queries prepared.
+type Bundle struct {
+	// Revision is a short hash of every file of the bundle; it changes when
+	// any Rego module or data file changes.
+	Revision string
+	// Source says where the bundle came from: "embedded" or a directory.
+	Source string
+
+	modules  map[string]*ast.Module // without the tests
+	tests    map[string]*ast.Module
+	data     map[string]any
+	compiler *ast.Compiler
+	store    storage.Store
+
+	mutation   rego.PreparedEvalQuery
+	validation rego.PreparedEvalQuery
+	plan       rego.PreparedEvalQuery
+}
+
+// LoadEmbedded compiles the bundle built into the binary.
+func LoadEmbedded(ctx context.Context) (*Bundle, error) {
+	return Load(ctx, policies.Bundle, "embedded")
+}
+
+// LoadDir compiles the bundle in a directory laid out like policies/.
+func LoadDir(ctx context.Context, dir string) (*Bundle, error) {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("policy directory: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, fmt.Errorf("policy directory %s is not a directory", dir)
+	}
+	return Load(ctx, os.DirFS(dir), dir)
+}
+
+// Load compiles the bundle in fsys. Every .rego file is a module (files ending
+// in _test.rego are tests, run by Test but not served); every .json or .yaml
+// file is data, placed under data.<directory path> as opa does. It fails with
+// every compile error when the bundle does not compile or lacks an entry point.
+func Load(ctx context.Context, fsys fs.FS, source string) (*Bundle, error) {
+	revision, err := revisionOf(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("policy bundle %s: %w", source, err)
+	}
+	loaded, err := loader.NewFileLoader().
+		WithFS(fsys).
+		WithRegoVersion(ast.RegoV1).
+		WithProcessAnnotation(true).
+		Filtered([]string{"."}, func(abspath string, info fs.FileInfo, depth int) bool {
+			return hiddenOrUnknown(info)
+		})
+	if err != nil {
+		return nil, fmt.Errorf("policy bundle %s: %w", source, err)
+	}
+	b := &Bundle{
+		Revision: revision,
+		Source:   source,
+		modules:  map[string]*ast.Module{},
+		tests:    map[string]*ast.Module{},
+		data:     loaded.Documents,
+	}
+	for name, f := range loaded.Modules {
+		if strings.HasSuffix(name, testFileSuffix) {
+			b.tests[name] = f.Parsed
+		} else {
+			b.modules[name] = f.Parsed
+		}
+	}
+	if len(b.modules) == 0 {
+		return nil, fmt.Errorf("policy bundle %s has no .rego modules; start from a copy of the policies/ directory", source)
+	}
+	b.compiler = ast.NewCompiler().WithEnablePrintStatements(false)
+	if b.compiler.Compile(b.modules); b.compiler.Failed() {
+		return nil, fmt.Errorf("policy bundle %s does not compile: %w", source, b.compiler.Errors)
+	}
+	for _, q := range []string{MutationQuery, DenyQuery, WarnQuery, PlanQuery} {
+		if len(b.compiler.GetRulesForVirtualDocument(ast.MustParseRef(q))) == 0 {
+			return nil, fmt.Errorf("policy bundle %s does not define %s, which nsprov queries", source, q)
+		}
+	}
+	b.store = inmem.NewFromObjectWithOpts(b.data, inmem.OptRoundTripOnWrite(false))
+
+	prepare := func(query string) (rego.PreparedEvalQuery, error) {
+		pq, err := rego.New(
+			rego.Query(query),
+			rego.Compiler(b.compiler),
+			rego.Store(b.store),
+			rego.StrictBuiltinErrors(true),
+		).PrepareForEval(ctx)
+		if err != nil {
+			return pq, fmt.Errorf("policy bundle %s: preparing %s: %w", source, query, err)
+		}
+		return pq, nil
+	}
+	if b.mutation, err = prepare(MutationQuery); err != nil {
+		return nil, err
+	}
+	if b.validation, err = prepare("deny := " + DenyQuery + "; warn := " + WarnQuery); err != nil {
+		return nil, err
+	}
+	if b.plan, err = prepare(PlanQuery); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func hiddenOrUnknown(info fs.FileInfo) bool {
+	name := info.Name()
+	if strings.HasPrefix(name, ".") && name != "." {
+		return true // hidden files and the ..data links of a mounted ConfigMap
+	}
+	if info.IsDir() {
+		return false
+	}
+	switch path.Ext(name) {
+	case ".rego", ".json", ".yaml", ".yml":
+		return false
+	}
+	return true
+}
+
+// revisionOf hashes every file the loader reads, in a stable order.
+func revisionOf(fsys fs.FS) (string, error) {
+	var files []string
+	var size int64
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if p != "." && hiddenOrUnknown(info) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !d.IsDir() {
+			files = append(files, p)
+			size += info.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if len(files) > maxBundleFiles || size > maxBundleSizeMB<<20 {
+		return "", fmt.Errorf("bundle is too large (%d files, %d bytes); the limit is %d files and %d MiB", len(files), size, maxBundleFiles, maxBundleSizeMB)
+	}
+	sort.Strings(files)
+	h := sha256.New()
+	for _, f := range files {
+		content, err := fs.ReadFile(fsys, f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", f, len(content))
+		h.Write(content)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// ErrNoBundle is returned by a Store that has no bundle yet.
+var ErrNoBundle = errors.New("no policy bundle is loaded")

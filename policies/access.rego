@@ -1,0 +1,135 @@
+# nsprov access rules: Who may request for a team, what may change after
+# creation, and which metadata only nsprov may write.
+package nsprov.validation
+
+import data.nsprov.lib
+import rego.v1
+
+# METADATA
+# title: requester-not-in-team
+# description: >-
+#   The requester is in the team's group, or an admin. Checked on CREATE and on
+#   an UPDATE that changes a request annotation.
+deny contains violation if {
+	lib.is_requested
+	request_changed
+	team := lib.annotations[lib.team_key]
+	lib.valid_team(team)
+	group := lib.team_group(team)
+	not group in lib.groups
+	not lib.is_admin
+	not lib.is_manager
+	violation := {
+		"rule": "requester-not-in-team",
+		"message": sprintf("user %q is not in group %q and may not request namespaces for team %q; ask a member of the team or a platform admin", [lib.username, group, team]),
+	}
+}
+
+request_changed if lib.operation == "CREATE"
+
+request_changed if {
+	lib.operation == "UPDATE"
+	some key in lib.request_keys
+	object.get(lib.annotations, key, null) != object.get(lib.old_annotations, key, null)
+}
+
+# METADATA
+# title: team-immutable
+# description: The team of a namespace does not change after creation (admins excepted).
+deny contains violation if {
+	lib.operation == "UPDATE"
+	not lib.is_admin
+	old := lib.old_annotations[lib.team_key]
+	new := lib.annotations[lib.team_key]
+	old != new
+	violation := {
+		"rule": "team-immutable",
+		"message": sprintf("team cannot change from %q to %q; request a new namespace for the new team, or ask a platform admin", [old, new]),
+	}
+}
+
+# METADATA
+# title: environment-immutable
+# description: The environment of a namespace does not change after creation (admins excepted).
+deny contains violation if {
+	lib.operation == "UPDATE"
+	not lib.is_admin
+	old := lib.old_annotations[lib.environment_key]
+	new := lib.annotations[lib.environment_key]
+	old != new
+	violation := {
+		"rule": "environment-immutable",
+		"message": sprintf("environment cannot change from %q to %q; request a new namespace in %s instead", [old, new, new]),
+	}
+}
+
+# METADATA
+# title: request-annotations-removed
+# description: An UPDATE keeps the team and environment of a requested namespace (admins excepted).
+deny contains violation if {
+	lib.operation == "UPDATE"
+	lib.was_requested
+	not lib.is_admin
+	removed := [key |
+		some key in [lib.team_key, lib.environment_key]
+		_ = lib.old_annotations[key]
+		not lib.annotations[key]
+	]
+	count(removed) > 0
+	violation := {
+		"rule": "request-annotations-removed",
+		"message": sprintf("annotations %s of a requested namespace cannot be removed; put them back, or ask a platform admin to release the namespace", [concat(", ", removed)]),
+	}
+}
+
+# METADATA
+# title: managed-metadata-forged
+# description: >-
+#   Only nsprov writes nsprov.io/ labels, nsprov.io/requested-by and
+#   nsprov.io/workflow. A value is accepted when nsprov derives it from the
+#   request (the mirrored labels and the requester) or when it is unchanged.
+deny contains violation if {
+	not lib.is_manager
+	some key, value in lib.labels
+	startswith(key, lib.prefix)
+	not derived_label(key, value)
+	object.get(lib.old_labels, key, null) != value
+	violation := {
+		"rule": "managed-metadata-forged",
+		"message": sprintf("label %s=%q is written by nsprov and cannot be set by %q; remove it (nsprov mirrors %s from the annotations)", [key, value, lib.username, concat(", ", sort(lib.mirrored_label_keys))]),
+	}
+}
+
+deny contains violation if {
+	not lib.is_manager
+	some key in [lib.requested_by_key, lib.workflow_key]
+	value := lib.annotations[key]
+	not derived_annotation(key, value)
+	object.get(lib.old_annotations, key, null) != value
+	violation := {
+		"rule": "managed-metadata-forged",
+		"message": sprintf("annotation %s=%q is written by nsprov and cannot be set by %q; remove it", [key, value, lib.username]),
+	}
+}
+
+derived_label(key, value) if {
+	lib.is_requested
+	key in lib.mirrored_label_keys
+	value == lib.annotations[key]
+}
+
+derived_label(key, value) if {
+	lib.is_requested
+	key == lib.tier_key
+	value == lib.tier
+}
+
+derived_annotation(key, value) if {
+	lib.is_requested
+	key == lib.requested_by_key
+	value == expected_requester
+}
+
+expected_requester := lib.old_annotations[lib.requested_by_key]
+
+expected_requester := lib.username if not lib.old_annotations[lib.requested_by_key]

@@ -1,0 +1,152 @@
+# METADATA
+# title: nsprov validation
+# description: >-
+#   deny and warn of a Namespace request, across request.rego, naming.rego,
+#   access.rego and warnings.rego. The request annotations must be present and hold values from the
+#   catalogues in data.config. Each rule adds a {"rule", "message"} violation to
+#   deny; every violated rule is reported.
+package nsprov.validation
+
+import data.nsprov.lib
+import rego.v1
+
+environments := data.config.environments
+
+tiers := data.config.tiers
+
+modes := data.config.network_policies.modes
+
+# METADATA
+# title: request-required
+# description: Users outside the admin and exempt groups must request a namespace with annotations.
+deny contains violation if {
+	lib.operation == "CREATE"
+	not lib.is_requested
+	not lib.is_admin
+	not lib.is_exempt
+	not lib.is_manager
+	violation := {
+		"rule": "request-required",
+		"message": sprintf("namespace %q has no request annotations; add at least %s and %s (see the nsprov README)", [lib.name, lib.team_key, lib.environment_key]),
+	}
+}
+
+# METADATA
+# title: team-required
+# description: A requested namespace names its team.
+deny contains violation if {
+	lib.is_requested
+	not lib.annotations[lib.team_key]
+	violation := {
+		"rule": "team-required",
+		"message": sprintf("annotation %s is missing; set it to your team's name, for example %s=payments", [lib.team_key, lib.team_key]),
+	}
+}
+
+# METADATA
+# title: team-invalid
+# description: The team is a DNS label of at most 40 characters.
+deny contains violation if {
+	lib.is_requested
+	team := lib.annotations[lib.team_key]
+	not lib.valid_team(team)
+	violation := {
+		"rule": "team-invalid",
+		"message": sprintf("team %q is not valid; use at most 40 lower-case letters, digits and '-', starting and ending with a letter or digit", [team]),
+	}
+}
+
+# METADATA
+# title: environment-required
+# description: A requested namespace names its environment.
+deny contains violation if {
+	lib.is_requested
+	not lib.annotations[lib.environment_key]
+	violation := {
+		"rule": "environment-required",
+		"message": sprintf("annotation %s is missing; set it to one of %s", [lib.environment_key, one_of(environments)]),
+	}
+}
+
+# METADATA
+# title: environment-invalid
+# description: The environment is one of the catalogue's environments.
+deny contains violation if {
+	lib.is_requested
+	env := lib.annotations[lib.environment_key]
+	not environments[env]
+	violation := {
+		"rule": "environment-invalid",
+		"message": sprintf("environment %q is not known; use one of %s", [env, one_of(environments)]),
+	}
+}
+
+# METADATA
+# title: tier-invalid
+# description: The tier is one of the catalogue's tiers.
+deny contains violation if {
+	lib.is_requested
+	tier := lib.annotations[lib.tier_key]
+	not tiers[tier]
+	violation := {
+		"rule": "tier-invalid",
+		"message": sprintf("tier %q is not in the catalogue; use one of %s", [tier, one_of(tiers)]),
+	}
+}
+
+# METADATA
+# title: tier-not-allowed-in-environment
+# description: Each environment allows a subset of the tiers.
+deny contains violation if {
+	lib.is_requested
+	tiers[lib.tier]
+	allowed := lib.environment_config.allowed_tiers
+	not lib.tier in allowed
+	violation := {
+		"rule": "tier-not-allowed-in-environment",
+		"message": sprintf("tier %q is not allowed in %s; use one of %s", [lib.tier, lib.environment, concat(", ", allowed)]),
+	}
+}
+
+# METADATA
+# title: network-policy-invalid
+# description: The network policy mode is one of the catalogue's modes.
+deny contains violation if {
+	lib.is_requested
+	mode := lib.annotations[lib.network_policy_key]
+	not modes[mode]
+	violation := {
+		"rule": "network-policy-invalid",
+		"message": sprintf("network policy %q is not known; use one of %s", [mode, one_of(modes)]),
+	}
+}
+
+# METADATA
+# title: network-policy-not-allowed-in-environment
+# description: Each environment allows a subset of the network policy modes (no open in production).
+deny contains violation if {
+	lib.is_requested
+	modes[lib.network_policy]
+	allowed := lib.environment_config.allowed_network_policies
+	not lib.network_policy in allowed
+	violation := {
+		"rule": "network-policy-not-allowed-in-environment",
+		"message": sprintf("network policy %q is not allowed in %s; use one of %s", [lib.network_policy, lib.environment, concat(", ", allowed)]),
+	}
+}
+
+# METADATA
+# title: feature-invalid
+# description: Every requested feature is in the catalogue.
+deny contains violation if {
+	lib.is_requested
+	some feature in lib.features
+	not data.config.features[feature]
+	violation := {
+		"rule": "feature-invalid",
+		"message": sprintf("feature %q is not known; use a comma-separated list from %s", [feature, one_of(data.config.features)]),
+	}
+}
+
+# one_of(catalogue) lists a catalogue's keys for a message.
+one_of(catalogue) := concat(", ", sort(object.keys(catalogue)))
