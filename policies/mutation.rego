@@ -15,7 +15,15 @@ import rego.v1
 # description: '{"annotations": {key: value or null}, "labels": {key: value or null}}'
 result := {"annotations": annotations, "labels": labels} if lib.is_requested
 
-result := {"annotations": {}, "labels": {}} if not lib.is_requested
+result := {"annotations": {}, "labels": released_labels} if not lib.is_requested
+
+# An admin who removes every request annotation releases the namespace: the
+# mirrored labels go with them, so selectors stop treating it as a tenant.
+released_labels := {key: null |
+	lib.was_requested
+	some key in lib.mirrored_label_keys
+	_ = lib.labels[key]
+}
 
 annotations[lib.tier_key] := lib.tier
 
