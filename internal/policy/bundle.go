@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -197,5 +196,9 @@ func revisionOf(fsys fs.FS) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
-// ErrNoBundle is returned by a Store that has no bundle yet.
-var ErrNoBundle = errors.New("no policy bundle is loaded")
+
+
+
+func dirRevision(dir string) (string, error) {
+	return revisionOf(os.DirFS(dir))
+}

@@ -1,0 +1,84 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitDenied  = 1 // policy eval: the request is denied; policy test: a test failed
+	ExitBadUsage = 2 // bad input, bad flags or a broken policy
+)
+
+// exitError carries an exit code; its message, if any, is printed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit code %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError marks an error as bad input (exit code 2).
+func usageError(err error) error { return &exitError{code: ExitBadUsage, err: err} }
+
+// streams are the command's standard streams.
+type streams struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// NewCommand builds the nsprov command tree.
+func NewCommand(s streams) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "nsprov",
+		Short:         "Namespace self-service: admission policies and provisioning for annotated Namespaces",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(s.in)
+	root.SetOut(s.out)
+	root.SetErr(s.err)
+	root.AddCommand(newServeCommand(s), newPolicyCommand(s), newVersionCommand(s))
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	return root
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string, in io.Reader, out, errOut io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, args, streams{in: in, out: out, err: errOut})
+}
+
+func run(ctx context.Context, args []string, s streams) int {
+	cmd := NewCommand(s)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(s.err, "nsprov: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(s.err, "nsprov: %v\n", err)
+	return ExitBadUsage
+}

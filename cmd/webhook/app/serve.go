@@ -1,0 +1,217 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	nsadmission "github.com/nsprov/nsprov/internal/admission"
+	"github.com/nsprov/nsprov/internal/policy"
+)
+
+// ServeOptions are the flags of `nsprov serve`.
+type ServeOptions struct {
+	// Kubeconfig is the kubeconfig file to use; empty uses $KUBECONFIG, the
+	// in-cluster configuration or ~/.kube/config, in that order.
+	Kubeconfig string
+	// WebhookHost is the address the webhook server listens on (empty: all).
+	WebhookHost string
+	// WebhookPort is the port the webhook server listens on.
+	WebhookPort int
+	// CertDir holds the serving certificate and key; they are reloaded when the files change.
+	CertDir string
+	// CertName and KeyName are the file names in CertDir.
+	CertName, KeyName string
+	// MetricsAddr is the address of the Prometheus metrics endpoint; "0" disables it.
+	MetricsAddr string
+	// ProbeAddr is the address of /healthz and /readyz.
+	ProbeAddr string
+	// PolicyDir replaces the embedded bundle; it is reloaded when its files change.
+	PolicyDir string
+	// PolicyPollInterval is how often PolicyDir is checked for changes.
+	PolicyPollInterval time.Duration
+	// LogFormat is json or text.
+	LogFormat string
+	// LogLevel is the verbosity: 0 logs denials and errors, 1 every decision.
+	LogLevel int
+}
+
+// AddFlags binds the options to a flag set.
+func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, the in-cluster configuration, or ~/.kube/config)")
+	fs.StringVar(&o.WebhookHost, "webhook-host", "", "address the webhook server listens on (default: all addresses)")
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "port the webhook server listens on")
+	fs.StringVar(&o.CertDir, "cert-dir", "", "directory with the webhook's serving certificate and key (reloaded when they change)")
+	fs.StringVar(&o.CertName, "cert-name", "tls.crt", "certificate file name in --cert-dir")
+	fs.StringVar(&o.KeyName, "key-name", "tls.key", "private key file name in --cert-dir")
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.StringVar(&o.PolicyDir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one and reloaded when it changes")
+	fs.DurationVar(&o.PolicyPollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir is checked for changes")
+	fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
+	fs.IntVar(&o.LogLevel, "v", 0, "log verbosity: 0 logs denials and errors, 1 every admission decision")
+}
+
+// Validate checks the options.
+func (o *ServeOptions) Validate() error {
+	var errs []error
+	if o.CertDir == "" {
+		errs = append(errs, errors.New("--cert-dir is required: the directory with the serving certificate and key"))
+	} else {
+		for _, f := range []string{o.CertName, o.KeyName} {
+			if _, err := os.Stat(filepath.Join(o.CertDir, f)); err != nil {
+				errs = append(errs, fmt.Errorf("--cert-dir: %w; mount the webhook's TLS secret there", err))
+			}
+		}
+	}
+	if o.WebhookPort < 1 || o.WebhookPort > 65535 {
+		errs = append(errs, fmt.Errorf("--webhook-port %d is not a port number (1-65535)", o.WebhookPort))
+	}
+	for flag, addr := range map[string]string{"--metrics-bind-address": o.MetricsAddr, "--health-probe-bind-address": o.ProbeAddr} {
+		if addr == "0" || (flag == "--health-probe-bind-address" && addr == "") {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q is not host:port: %w", flag, addr, err))
+		} else if _, err := strconv.Atoi(port); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q has no numeric port", flag, addr))
+		}
+	}
+	if o.PolicyDir != "" {
+		if info, err := os.Stat(o.PolicyDir); err != nil || !info.IsDir() {
+			errs = append(errs, fmt.Errorf("--policy-dir %q is not a directory", o.PolicyDir))
+		}
+	}
+	if o.PolicyPollInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--policy-poll-interval %s is too short; use at least 100ms", o.PolicyPollInterval))
+	}
+	if o.LogFormat != "json" && o.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("--log-format %q is not supported; use json or text", o.LogFormat))
+	}
+	if o.LogLevel < 0 {
+		errs = append(errs, fmt.Errorf("-v %d must not be negative", o.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+func newServeCommand(s streams) *cobra.Command {
+	o := &ServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the admission webhooks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Validate(); err != nil {
+				return usageError(err)
+			}
+			return runServe(cmd.Context(), o, s)
+		},
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// Logger builds the process logger for the options.
+func (o *ServeOptions) Logger(s streams) logr.Logger {
+	return zap.New(
+		zap.WriteTo(s.err),
+		zap.UseDevMode(o.LogFormat == "text"),
+		zap.Level(zapcore.Level(-o.LogLevel)),
+	)
+}
+
+func (o *ServeOptions) restConfig() (*rest.Config, error) {
+	if o.Kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	}
+	return ctrl.GetConfig()
+}
+
+// alwaysRunnable runs on every replica, leader or not.
+type alwaysRunnable func(context.Context) error
+
+func (f alwaysRunnable) Start(ctx context.Context) error { return f(ctx) }
+func (alwaysRunnable) NeedLeaderElection() bool        { return false }
+
+func runServe(ctx context.Context, o *ServeOptions, s streams) error {
+	log := o.Logger(s)
+	ctrl.SetLogger(log)
+	ctx = logr.NewContext(ctx, log)
+
+	store, err := policy.NewStore(ctx, o.PolicyDir)
+	if err != nil {
+		return usageError(fmt.Errorf("the policy bundle does not load, so nsprov cannot start: %w", err))
+	}
+	store.SetInterval(o.PolicyPollInterval)
+	b := store.Bundle()
+	log.Info("policy loaded", "source", b.Source, "revision", b.Revision)
+
+	cfg, err := o.restConfig()
+	if err != nil {
+		return usageError(fmt.Errorf("no Kubernetes API configuration: %w; pass --kubeconfig or run in a cluster", err))
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	server := webhook.NewServer(webhook.Options{
+		Host:     o.WebhookHost,
+		Port:     o.WebhookPort,
+		CertDir:  o.CertDir,
+		CertName: o.CertName,
+		KeyName:  o.KeyName,
+		TLSOpts:  []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+	})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Logger:                 log,
+		WebhookServer:          server,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress: o.ProbeAddr,
+		BaseContext:            func() context.Context { return ctx },
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	RegisterWebhooks(server, store)
+	if err := mgr.Add(alwaysRunnable(store.Watch)); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
+		return err
+	}
+	log.Info("starting", "webhookPort", o.WebhookPort, "certDir", o.CertDir)
+	return mgr.Start(ctx)
+}
+
+// RegisterWebhooks serves the mutating and validating handlers on server.
+func RegisterWebhooks(server webhook.Server, store *policy.Store) {
+	rec := nsadmission.LogRecorder{}
+	mutate := &webhook.Admission{Handler: &nsadmission.Mutator{Policies: store, Recorder: rec}}
+	validate := &webhook.Admission{Handler: &nsadmission.Validator{Policies: store, Recorder: rec}}
+	server.Register(nsadmission.MutatePath, mutate.WithRecoverPanic(true))
+	server.Register(nsadmission.ValidatePath, validate.WithRecoverPanic(true))
+}

@@ -1,0 +1,9 @@
+// Package admission holds nsprov's mutating and validating admission handlers
+// for Namespaces and the description of the webhook configurations that route
+// requests to them.
+//
+// Both handlers evaluate the active policy bundle with prepared queries; they
+// write nothing to the cluster, so they are safe on dry-run. A malformed
+// request answers 400, a policy evaluation error 500, and a denial 403 with
+// every violated rule as "rule-id: message".
+package admission

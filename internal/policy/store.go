@@ -1,0 +1,105 @@
+package policy
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+)
+
+// Store holds the active bundle. Readers call Bundle on every request; it is a
+// single atomic load. A Store that watches a directory replaces the bundle
+// when the directory changes and the new files compile; a bundle that does not
+// compile is reported and the previous one keeps serving.
+type Store struct {
+	current  atomic.Pointer[Bundle]
+	dir      string
+	interval time.Duration
+	// OnChange, when set, is called with every bundle that becomes active,
+	// including the first one. Set it before Watch starts.
+	OnChange func(*Bundle)
+	// OnError, when set, is called when a changed directory fails to load.
+	OnError func(error)
+}
+
+// NewStore loads the embedded bundle, or the bundle in dir when dir is not
+// empty, and fails when it does not compile.
+func NewStore(ctx context.Context, dir string) (*Store, error) {
+	var (
+		b   *Bundle
+		err error
+	)
+	if dir == "" {
+		b, err = LoadEmbedded(ctx)
+	} else {
+		b, err = LoadDir(ctx, dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{dir: dir, interval: 2 * time.Second}
+	s.current.Store(b)
+	return s, nil
+}
+
+// StaticStore serves one bundle and never changes.
+func StaticStore(b *Bundle) *Store {
+	s := &Store{}
+	s.current.Store(b)
+	return s
+}
+
+// Bundle returns the active bundle.
+func (s *Store) Bundle() *Bundle { return s.current.Load() }
+
+// SetInterval sets how often Watch looks at the directory (default 2s).
+func (s *Store) SetInterval(d time.Duration) { s.interval = d }
+
+// Watch polls the policy directory until ctx ends and swaps in a new bundle
+// when the revision of its files changes. Polling, rather than inotify, also
+// sees the atomic symlink swap of a mounted ConfigMap. It returns at once for a
+// store without a directory. It satisfies controller-runtime's Runnable.
+func (s *Store) Watch(ctx context.Context) error {
+	if s.OnChange != nil {
+		s.OnChange(s.Bundle())
+	}
+	if s.dir == "" {
+		return nil
+	}
+	log := logr.FromContextOrDiscard(ctx).WithValues("policyDir", s.dir)
+	failed := ""
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		rev, err := dirRevision(s.dir)
+		if err != nil || rev == s.Bundle().Revision || rev == failed {
+			if err != nil && failed != "unreadable" {
+				log.Error(err, "cannot read the policy directory; the active policy keeps serving", "revision", s.Bundle().Revision)
+				failed = "unreadable"
+			}
+			continue
+		}
+		b, err := LoadDir(ctx, s.dir)
+		if err != nil {
+			failed = rev
+			log.Error(err, "the changed policy does not load; the active policy keeps serving", "revision", s.Bundle().Revision, "rejectedRevision", rev)
+			if s.OnError != nil {
+				s.OnError(err)
+			}
+			continue
+		}
+		failed = ""
+		old := s.Bundle().Revision
+		s.current.Store(b)
+		log.Info("policy reloaded", "revision", b.Revision, "previousRevision", old)
+		if s.OnChange != nil {
+			s.OnChange(b)
+		}
+	}
+}
