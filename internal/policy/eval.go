@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -170,6 +171,20 @@ func (m *Mutation) Patch(ns *corev1.Namespace) []jsonpatch.JsonPatchOperation {
 }
 
 func patchMap(ops []jsonpatch.JsonPatchOperation, path string, have *map[string]string, want map[string]*string) []jsonpatch.JsonPatchOperation {
+	if *have == nil {
+		// No map yet: one operation adds it with every wanted key.
+		added := map[string]string{}
+		for k, v := range want {
+			if v != nil {
+				added[k] = *v
+			}
+		}
+		if len(added) == 0 {
+			return ops
+		}
+		*have = added
+		return append(ops, jsonpatch.NewOperation("add", path, maps.Clone(added)))
+	}
 	keys := make([]string, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
@@ -183,9 +198,6 @@ func patchMap(ops []jsonpatch.JsonPatchOperation, path string, have *map[string]
 			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+escapePointer(k), nil))
 			delete(*have, k)
 		case v == nil, exists && cur == *v:
-		case *have == nil:
-			*have = map[string]string{k: *v}
-			ops = append(ops, jsonpatch.NewOperation("add", path, map[string]string{k: *v}))
 		default:
 			op := "add"
 			if exists {
