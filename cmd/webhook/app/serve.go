@@ -193,7 +193,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
-	RegisterWebhooks(server, store)
+	RegisterWebhooks(server, store, nsadmission.LogRecorder{})
 	if err := mgr.Add(alwaysRunnable(store.Watch)); err != nil {
 		return err
 	}
@@ -207,9 +207,9 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	return mgr.Start(ctx)
 }
 
-// RegisterWebhooks serves the mutating and validating handlers on server.
-func RegisterWebhooks(server webhook.Server, store *policy.Store) {
-	rec := nsadmission.LogRecorder{}
+// RegisterWebhooks serves the mutating and validating handlers on server;
+// every decision goes to rec.
+func RegisterWebhooks(server webhook.Server, store *policy.Store, rec nsadmission.Recorder) {
 	mutate := &webhook.Admission{Handler: &nsadmission.Mutator{Policies: store, Recorder: rec}}
 	validate := &webhook.Admission{Handler: &nsadmission.Validator{Policies: store, Recorder: rec}}
 	server.Register(nsadmission.MutatePath, mutate.WithRecoverPanic(true))
