@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the envtest control-plane binaries (kube-apiserver and etcd) from the
-# Go module proxy into a directory (default bin/k8s) and prints that directory.
+# Builds the envtest control-plane binaries (kube-apiserver and etcd) and
+# kubectl from the Go module proxy into a directory (default bin/k8s) and
+# prints that directory.
 #
 # The binaries cannot be downloaded as release archives here, so they are
 # compiled from source. k8s.io/kubernetes and etcd's server module use replace
@@ -50,12 +51,13 @@ import _ "$pkg"
 GO
 }
 
-build_apiserver() {
-  local out="$dest/kube-apiserver"
+# build_k8s NAME: builds k8s.io/kubernetes/cmd/NAME at K8S_VERSION.
+build_k8s() {
+  local name="$1" out="$dest/$1"
   if [[ -x "$out" ]]; then return; fi
-  local work="$dest/.build/kube-apiserver"
-  log "building kube-apiserver v$K8S_VERSION (a cold build takes 10 to 20 minutes)"
-  newmod "$work" k8s.io/kubernetes/cmd/kube-apiserver
+  local work="$dest/.build/$name"
+  log "building $name v$K8S_VERSION (a cold build takes minutes; kube-apiserver 10 to 20)"
+  newmod "$work" "k8s.io/kubernetes/cmd/$name"
   (
     cd "$work"
     local gomod
@@ -75,7 +77,7 @@ build_apiserver() {
     go build -trimpath -o "$out.tmp" -ldflags "-s -w \
       -X $v.gitVersion=v$K8S_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor \
       -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z" \
-      k8s.io/kubernetes/cmd/kube-apiserver
+      "k8s.io/kubernetes/cmd/$name"
     mv "$out.tmp" "$out"
   )
 }
@@ -99,7 +101,8 @@ build_etcd() {
 }
 
 build_etcd
-build_apiserver
+build_k8s kube-apiserver
+build_k8s kubectl
 rm -rf "$dest/.build"
-log "$("$dest/kube-apiserver" --version 2>&1), etcd $("$dest/etcd" --version 2>&1 | head -n1 | awk '{print $3}') in $dest"
+log "$("$dest/kube-apiserver" --version 2>&1), etcd $("$dest/etcd" --version 2>&1 | head -n1 | awk '{print $3}'), kubectl $("$dest/kubectl" version --client 2>/dev/null | head -n1 | awk '{print $3}') in $dest"
 echo "$dest"

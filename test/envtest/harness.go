@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
@@ -92,6 +93,10 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	crlog.SetLogger(o.Logger)
 	store, err := policy.NewStore(ctx, o.PolicyDir)
 	if err != nil {
 		return nil, err
@@ -217,6 +222,15 @@ func (e *Env) User(name string, groups ...string) (*rest.Config, error) {
 		return nil, fmt.Errorf("adding user %s: %w", name, err)
 	}
 	return u.Config(), nil
+}
+
+// UserKubeconfig returns a kubeconfig that authenticates as name with groups.
+func (e *Env) UserKubeconfig(name string, groups ...string) ([]byte, error) {
+	u, err := e.env.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding user %s: %w", name, err)
+	}
+	return u.KubeConfig()
 }
 
 // Stop stops the webhooks and the control plane.

@@ -65,6 +65,12 @@ func Main(args []string, in io.Reader, out, errOut io.Writer) int {
 	return run(ctx, args, streams{in: in, out: out, err: errOut})
 }
 
+// Run runs the command line with a context of the caller's, for tests and
+// tools that embed nsprov, and returns the exit code.
+func Run(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) int {
+	return run(ctx, args, streams{in: in, out: out, err: errOut})
+}
+
 func run(ctx context.Context, args []string, s streams) int {
 	cmd := NewCommand(s)
 	cmd.SetArgs(args)

@@ -193,6 +193,8 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
+	// The manager runs the webhook server only once it has been asked for it.
+	server = mgr.GetWebhookServer()
 	RegisterWebhooks(server, store, nsadmission.LogRecorder{})
 	if err := mgr.Add(alwaysRunnable(store.Watch)); err != nil {
 		return err
