@@ -196,9 +196,6 @@ func revisionOf(fsys fs.FS) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
-
-
-
 func dirRevision(dir string) (string, error) {
 	return revisionOf(os.DirFS(dir))
 }

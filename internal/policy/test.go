@@ -75,4 +75,3 @@ func (b *Bundle) Test(ctx context.Context, w io.Writer, verbose bool) (TestSumma
 	}
 	return sum, nil
 }
-

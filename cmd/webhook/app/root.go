@@ -13,8 +13,8 @@ import (
 
 // Exit codes.
 const (
-	ExitOK      = 0
-	ExitDenied  = 1 // policy eval: the request is denied; policy test: a test failed
+	ExitOK       = 0
+	ExitDenied   = 1 // policy eval: the request is denied; policy test: a test failed
 	ExitBadUsage = 2 // bad input, bad flags or a broken policy
 )
 

@@ -151,7 +151,7 @@ func (o *ServeOptions) restConfig() (*rest.Config, error) {
 type alwaysRunnable func(context.Context) error
 
 func (f alwaysRunnable) Start(ctx context.Context) error { return f(ctx) }
-func (alwaysRunnable) NeedLeaderElection() bool        { return false }
+func (alwaysRunnable) NeedLeaderElection() bool          { return false }
 
 func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	log := o.Logger(s)
