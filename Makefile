@@ -39,7 +39,8 @@ policy-test: ## Run the Rego tests of the embedded bundle, reported like opa tes
 
 .PHONY: dev
 dev: envtest-assets ## Run nsprov locally: kube-apiserver, etcd and the webhooks; kubeconfigs in .dev/ (POLICY_DIR=dir serves and watches a policy copy).
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" $(GO) run ./test/envtest/cmd/nsprov-dev --state-dir .dev
+	$(GO) build -o $(BIN)/nsprov-dev ./test/envtest/cmd/nsprov-dev
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" exec $(BIN)/nsprov-dev --state-dir .dev
 
 ##@ Build
 

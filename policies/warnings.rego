@@ -31,6 +31,7 @@ warn contains msg if {
 warn contains msg if {
 	lib.is_requested
 	lib.network_policy in lib.environment_config.warn_network_policies
+	lib.network_policy in lib.environment_config.allowed_network_policies
 	msg := sprintf("network policy %s in %s: %s; consider isolated or team", [lib.network_policy, lib.environment, data.config.network_policies.modes[lib.network_policy].description])
 }
 

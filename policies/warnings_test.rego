@@ -94,8 +94,17 @@ test_open_network_policy_warned_in_staging if {
 	validation.warn == {medium, open_warning("staging")} with input as create(alice, payments("staging", {"nsprov.io/network-policy": "open"}))
 }
 
-test_open_network_policy_warned_in_production if {
+# In production open is denied, so the denial says it and no warning repeats it.
+test_open_network_policy_denied_not_warned_in_production if {
+	validation.warn == {medium} with input as create(alice, payments("production", {"nsprov.io/network-policy": "open"}))
+	some v in validation.deny with input as create(alice, payments("production", {"nsprov.io/network-policy": "open"}))
+	v.rule == "network-policy-not-allowed-in-environment"
+}
+
+# A mode an admin allows in production but still flags is warned there.
+test_open_network_policy_warned_in_production_when_allowed if {
 	open_warning("production") in validation.warn with input as create(alice, payments("production", {"nsprov.io/network-policy": "open"}))
+		with data.config.environments.production.allowed_network_policies as ["isolated", "team", "open"]
 }
 
 test_open_network_policy_warned_on_update if {
