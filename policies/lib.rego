@@ -23,42 +23,57 @@ features_key := "nsprov.io/features"
 
 reprovision_key := "nsprov.io/reprovision"
 
-request_keys := {team_key, environment_key, tier_key, network_policy_key, features_key}
+request_keys := {"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy", "nsprov.io/features"}
 
 # Metadata nsprov writes itself.
 requested_by_key := "nsprov.io/requested-by"
 
 workflow_key := "nsprov.io/workflow"
 
-mirrored_label_keys := {team_key, environment_key, tier_key}
+mirrored_label_keys := {"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier"}
 
-known_annotation_keys := request_keys | {reprovision_key, requested_by_key, workflow_key}
+known_annotation_keys := {
+	"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy", "nsprov.io/features",
+	"nsprov.io/reprovision", "nsprov.io/requested-by", "nsprov.io/workflow",
+}
 
 request := input.request
 
-operation := request.operation
+operation := input.request.operation
 
-obj := request.object
+obj := input.request.object
 
-old_obj := object.get(request, "oldObject", null)
+old_obj := object.get(input.request, "oldObject", null)
 
-username := object.get(request, ["userInfo", "username"], "")
+username := object.get(input.request, ["userInfo", "username"], "")
 
-groups := object.get(request, ["userInfo", "groups"], [])
+groups := object.get(input.request, ["userInfo", "groups"], [])
 
-name := object.get(obj, ["metadata", "name"], "")
+name := object.get(input.request.object, ["metadata", "name"], "")
 
-annotations_of(o) := object.get(o, ["metadata", "annotations"], {}) if o != null
+# The annotations and labels of an object, {} when it has none. The rules for
+# the request's own object read input directly: they sit on the admission
+# path, and a rule is evaluated once per query while a function is evaluated
+# at every call.
+annotations_of(o) := a if {
+	a := o.metadata.annotations
+	is_object(a)
+} else := {}
 
-annotations_of(null) := {}
+labels_of(o) := l if {
+	l := o.metadata.labels
+	is_object(l)
+} else := {}
 
-labels_of(o) := object.get(o, ["metadata", "labels"], {}) if o != null
+annotations := a if {
+	a := input.request.object.metadata.annotations
+	is_object(a)
+} else := {}
 
-labels_of(null) := {}
-
-annotations := annotations_of(obj)
-
-labels := labels_of(obj)
+labels := l if {
+	l := input.request.object.metadata.labels
+	is_object(l)
+} else := {}
 
 old_annotations := annotations_of(old_obj)
 
@@ -70,7 +85,10 @@ requested(o) if {
 	_ = annotations_of(o)[key]
 }
 
-is_requested if requested(obj)
+is_requested if {
+	some key in ["nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy", "nsprov.io/features"]
+	_ = annotations[key]
+}
 
 was_requested if requested(old_obj)
 
@@ -130,15 +148,23 @@ features_of(o) := sort({f |
 
 features_of(o) := [] if not annotations_of(o)[features_key]
 
-team := team_of(obj)
+team := annotations["nsprov.io/team"]
 
-environment := environment_of(obj)
+environment := annotations["nsprov.io/environment"]
 
-tier := tier_of(obj)
+tier := t if {
+	t := annotations["nsprov.io/tier"]
+} else := data.config.environments[environment].default_tier
 
-network_policy := network_policy_of(obj)
+network_policy := p if {
+	p := annotations["nsprov.io/network-policy"]
+} else := data.config.network_policies.default
 
-features := features_of(obj)
+features := sort({f |
+	some part in split(annotations["nsprov.io/features"], ",")
+	f := lower(trim_space(part))
+	f != ""
+})
 
 environment_config := data.config.environments[environment]
 

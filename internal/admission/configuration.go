@@ -2,6 +2,7 @@ package admission
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -54,7 +55,9 @@ func MatchExpression(exemptUsers, exemptGroups []string) string {
 func celList(items []string) string {
 	quoted := make([]string, len(items))
 	for i, s := range items {
-		quoted[i] = "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+		// A Go quoted string is a valid CEL string literal: CEL has the same
+		// escapes (\", \\, \n, \xHH, \uHHHH, \UHHHHHHHH).
+		quoted[i] = strconv.Quote(s)
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
 }

@@ -34,6 +34,9 @@ type badRequest struct{ msg string }
 
 func (e *badRequest) Error() string { return e.msg }
 
+// errNoRequest answers an AdmissionReview without a request (or with no operation).
+var errNoRequest = badf("the AdmissionReview has no request with an operation; send a review as the API server does, with request.operation CREATE or UPDATE")
+
 func badf(format string, args ...any) error { return &badRequest{msg: fmt.Sprintf(format, args...)} }
 
 // handled reports whether nsprov evaluates this operation; others pass.

@@ -91,6 +91,9 @@ var _ admission.Handler = (*Validator)(nil)
 
 // Handle implements admission.Handler.
 func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation == "" {
+		return errorResponse(errNoRequest)
+	}
 	if !handled(req.Operation) {
 		return admission.Allowed("")
 	}
@@ -117,6 +120,9 @@ func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 
 // Handle implements admission.Handler.
 func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	if req.Operation == "" {
+		return errorResponse(errNoRequest)
+	}
 	if !handled(req.Operation) {
 		return admission.Allowed("")
 	}

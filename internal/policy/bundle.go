@@ -112,7 +112,7 @@ func Load(ctx context.Context, fsys fs.FS, source string) (*Bundle, error) {
 			return nil, fmt.Errorf("policy bundle %s does not define %s, which nsprov queries", source, q)
 		}
 	}
-	b.store = inmem.NewFromObjectWithOpts(b.data, inmem.OptRoundTripOnWrite(false))
+	b.store = inmem.NewFromObjectWithOpts(b.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 
 	prepare := func(query string) (rego.PreparedEvalQuery, error) {
 		pq, err := rego.New(
@@ -153,31 +153,42 @@ func hiddenOrUnknown(info fs.FileInfo) bool {
 	return true
 }
 
-// revisionOf hashes every file the loader reads, in a stable order.
+// revisionOf hashes every file the loader reads, in a stable order. Like the
+// loader it follows symbolic links, so a mounted ConfigMap (whose entries are
+// links into a ..data directory) hashes the same as a plain copy.
 func revisionOf(fsys fs.FS) (string, error) {
 	var files []string
 	var size int64
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		if depth > 16 {
+			return fmt.Errorf("%s is nested more than 16 directories deep (a symbolic link loop?)", dir)
+		}
+		entries, err := fs.ReadDir(fsys, dir)
 		if err != nil {
 			return err
 		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if p != "." && hiddenOrUnknown(info) {
-			if d.IsDir() {
-				return fs.SkipDir
+		for _, e := range entries {
+			p := path.Join(dir, e.Name())
+			info, err := fs.Stat(fsys, p) // follows symbolic links
+			if err != nil {
+				return err
 			}
-			return nil
-		}
-		if !d.IsDir() {
+			if hiddenOrUnknown(info) {
+				continue
+			}
+			if info.IsDir() {
+				if err := walk(p, depth+1); err != nil {
+					return err
+				}
+				continue
+			}
 			files = append(files, p)
 			size += info.Size()
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(".", 0); err != nil {
 		return "", err
 	}
 	if len(files) > maxBundleFiles || size > maxBundleSizeMB<<20 {

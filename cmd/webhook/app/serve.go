@@ -69,7 +69,7 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PolicyDir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one and reloaded when it changes")
 	fs.DurationVar(&o.PolicyPollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir is checked for changes")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
-	fs.IntVar(&o.LogLevel, "v", 0, "log verbosity: 0 logs denials and errors, 1 every admission decision")
+	fs.IntVarP(&o.LogLevel, "verbosity", "v", 0, "log verbosity: 0 logs denials and errors, 1 every admission decision")
 }
 
 // Validate checks the options.
@@ -109,7 +109,7 @@ func (o *ServeOptions) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-format %q is not supported; use json or text", o.LogFormat))
 	}
 	if o.LogLevel < 0 {
-		errs = append(errs, fmt.Errorf("-v %d must not be negative", o.LogLevel))
+		errs = append(errs, fmt.Errorf("--verbosity %d must not be negative; use 0 or 1", o.LogLevel))
 	}
 	return errors.Join(errs...)
 }

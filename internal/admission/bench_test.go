@@ -1,0 +1,146 @@
+package admission
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// benchCases are the requests of the benchmarks: an allowed CREATE by a team
+// member, and a denied production CREATE with an open network policy by a
+// user outside the team.
+func benchCases(tb testing.TB) []struct {
+	name    string
+	req     admission.Request
+	allowed bool
+} {
+	return []struct {
+		name    string
+		req     admission.Request
+		allowed bool
+	}{
+		{
+			name:    "allowed",
+			req:     newRequest(admissionv1.Create, "payments-dev", alice, aliceGroups, nsJSON(tb, "payments-dev", paymentsDev(), nil), nil),
+			allowed: true,
+		},
+		{
+			name: "denied",
+			req: newRequest(admissionv1.Create, "payments-prod", bob, bobGroups, nsJSON(tb, "payments-prod", map[string]string{
+				"nsprov.io/team":           "payments",
+				"nsprov.io/environment":    "production",
+				"nsprov.io/network-policy": "open",
+			}, nil), nil),
+			allowed: false,
+		},
+	}
+}
+
+// decide is one full admission decision as the API server makes it: the
+// mutating webhook, its JSON patch applied to the object, then the validating
+// webhook on the mutated object.
+func decide(ctx context.Context, m *Mutator, v *Validator, req admission.Request) (admission.Response, error) {
+	mresp := m.Handle(ctx, req)
+	if !mresp.Allowed {
+		return mresp, nil
+	}
+	mutated, err := mutatedRequest(ctx, m, req)
+	if err != nil {
+		return mresp, err
+	}
+	return v.Handle(ctx, mutated), nil
+}
+
+// BenchmarkDecision measures one full admission decision as nsprov makes it
+// for a CREATE: the mutating handler on the request, then the validating
+// handler on the object the API server stored after applying the patch. The
+// patch is applied once, outside the loop: that work is the API server's.
+func BenchmarkDecision(b *testing.B) {
+	store := embeddedStore(b)
+	m := &Mutator{Policies: store, Recorder: discardRecorder{}}
+	v := &Validator{Policies: store, Recorder: discardRecorder{}}
+	ctx := context.Background()
+	for _, bc := range benchCases(b) {
+		b.Run(bc.name, func(b *testing.B) {
+			mutated, err := mutatedRequest(ctx, m, bc.req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			resp, err := decide(ctx, m, v, bc.req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if resp.Allowed != bc.allowed {
+				b.Fatalf("allowed = %v, want %v: %+v", resp.Allowed, bc.allowed, resp.Result)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if r := m.Handle(ctx, bc.req); !r.Allowed {
+					b.Fatal(r.Result)
+				}
+				if r := v.Handle(ctx, mutated); r.Allowed != bc.allowed {
+					b.Fatal(r.Result)
+				}
+			}
+		})
+	}
+}
+
+// mutatedRequest is req with the mutating handler's patch applied to its
+// object, as the API server passes it to the validating webhook.
+func mutatedRequest(ctx context.Context, m *Mutator, req admission.Request) (admission.Request, error) {
+	mutated := req
+	mresp := m.Handle(ctx, req)
+	if len(mresp.Patches) == 0 {
+		return mutated, nil
+	}
+	ops, err := json.Marshal(mresp.Patches)
+	if err != nil {
+		return mutated, err
+	}
+	patch, err := jsonpatch.DecodePatch(ops)
+	if err != nil {
+		return mutated, err
+	}
+	mutated.Object.Raw, err = patch.Apply(req.Object.Raw)
+	return mutated, err
+}
+
+func BenchmarkBundle(b *testing.B) {
+	bundle, err := embeddedBundle()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, bc := range benchCases(b) {
+		b.Run(bc.name, func(b *testing.B) {
+			in, err := decode(&bc.req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d, err := bundle.Decide(ctx, in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if d.Allowed != bc.allowed {
+				b.Fatalf("allowed = %v, want %v: %v", d.Allowed, bc.allowed, d.Violations)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := bundle.Decide(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+type discardRecorder struct{}
+
+func (discardRecorder) Record(context.Context, *Record) {}

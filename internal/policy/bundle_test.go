@@ -1,0 +1,409 @@
+package policy
+
+import (
+	"context"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nsprov/nsprov/policies"
+)
+
+// embeddedFiles copies the embedded bundle into a MapFS that a test can edit.
+func embeddedFiles(tb testing.TB) fstest.MapFS {
+	tb.Helper()
+	files := fstest.MapFS{}
+	err := fs.WalkDir(policies.Bundle, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(policies.Bundle, p)
+		if err != nil {
+			return err
+		}
+		files[p] = &fstest.MapFile{Data: data, Mode: 0o644}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(files) == 0 {
+		tb.Fatal("the embedded bundle is empty")
+	}
+	return files
+}
+
+// cloneFS copies a MapFS so that tests can change it independently.
+func cloneFS(m fstest.MapFS) fstest.MapFS {
+	out := fstest.MapFS{}
+	for k, v := range m {
+		c := *v
+		c.Data = append([]byte(nil), v.Data...)
+		out[k] = &c
+	}
+	return out
+}
+
+// copyPolicies writes the embedded bundle into a new temporary directory.
+func copyPolicies(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := os.CopyFS(dir, policies.Bundle); err != nil {
+		tb.Fatal(err)
+	}
+	// embed.FS files are read-only; make the copies writable.
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if d.IsDir() {
+			mode = 0o755
+		}
+		return os.Chmod(p, mode)
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+const minimalEntryPoints = `package nsprov.mutation
+
+import rego.v1
+
+result := {"annotations": {}, "labels": {}}
+`
+
+func minimalBundle() fstest.MapFS {
+	return fstest.MapFS{
+		"mutation.rego": {Data: []byte(minimalEntryPoints)},
+		"validation.rego": {Data: []byte(`package nsprov.validation
+
+import rego.v1
+
+deny contains {"rule": "always", "message": "no"} if input.request.object.metadata.name == "forbidden"
+
+warn contains "careful" if input.request.object.metadata.name == "risky"
+`)},
+		"plan.rego": {Data: []byte(`package nsprov.plan
+
+import rego.v1
+
+plan := {"namespace": input.request.object.metadata.name, "limit": data.config.settings.limit}
+`)},
+		"config/settings.yaml": {Data: []byte("settings:\n  limit: 3\n")},
+	}
+}
+
+func TestLoad(t *testing.T) {
+	ctx := context.Background()
+	embedded := embeddedFiles(t)
+	without := func(name string) fstest.MapFS {
+		m := cloneFS(embedded)
+		delete(m, name)
+		return m
+	}
+	with := func(name, content string) fstest.MapFS {
+		m := cloneFS(embedded)
+		m[name] = &fstest.MapFile{Data: []byte(content)}
+		return m
+	}
+	tests := []struct {
+		name    string
+		fsys    fs.FS
+		wantErr []string // substrings of the error; nil means success
+	}{
+		{name: "embedded", fsys: embedded},
+		{name: "minimal", fsys: minimalBundle()},
+		{
+			name:    "no plan",
+			fsys:    without("plan.rego"),
+			wantErr: []string{"does not define data.nsprov.plan.plan"},
+		},
+		{
+			name:    "no mutation",
+			fsys:    without("mutation.rego"),
+			wantErr: []string{"does not define data.nsprov.mutation.result"},
+		},
+		{
+			name: "no warn",
+			fsys: func() fs.FS {
+				m := without("warnings.rego")
+				delete(m, "warnings_test.rego")
+				return m
+			}(),
+			wantErr: []string{"does not define data.nsprov.validation.warn"},
+		},
+		{
+			name: "no deny",
+			fsys: fstest.MapFS{
+				"mutation.rego": {Data: []byte(minimalEntryPoints)},
+				"v.rego":        {Data: []byte("package nsprov.validation\n\nimport rego.v1\n\nwarn contains \"x\" if false\n")},
+				"plan.rego":     {Data: []byte("package nsprov.plan\n\nimport rego.v1\n\nplan := {}\n")},
+			},
+			wantErr: []string{"does not define data.nsprov.validation.deny"},
+		},
+		{
+			name:    "syntax error",
+			fsys:    with("naming.rego", strings.Replace(string(embedded["naming.rego"].Data), "deny contains violation if {", "deny contains violation if {{", 1)),
+			wantErr: []string{"naming.rego:", "rego_parse_error"},
+		},
+		{
+			name:    "syntax error line",
+			fsys:    with("broken.rego", "package nsprov.extra\n\nimport rego.v1\n\nx := 1 ]\n\ny := 2\n"),
+			wantErr: []string{"broken.rego:5", "rego_parse_error"},
+		},
+		{
+			name:    "compile error",
+			fsys:    with("broken.rego", "package nsprov.extra\n\nimport rego.v1\n\nx := y\n"),
+			wantErr: []string{"does not compile", "broken.rego:5", "var y is unsafe"},
+		},
+		{
+			name:    "no rego files",
+			fsys:    fstest.MapFS{"config/tiers.yaml": embedded["config/tiers.yaml"]},
+			wantErr: []string{"has no .rego modules"},
+		},
+		{
+			name:    "only tests",
+			fsys:    fstest.MapFS{"lib_test.rego": embedded["lib_test.rego"]},
+			wantErr: []string{"has no .rego modules"},
+		},
+		{
+			name:    "empty",
+			fsys:    fstest.MapFS{},
+			wantErr: []string{"has no .rego modules"},
+		},
+		{
+			name:    "data conflict between files",
+			fsys:    with("config/tiers-extra.yaml", "tiers:\n  small:\n    monthly_cost_usd: 1\n"),
+			wantErr: []string{"merge error", "data.config.tiers.small.monthly_cost_usd", "config/tiers.yaml", "config/tiers-extra.yaml"},
+		},
+		{
+			name:    "data file not YAML",
+			fsys:    with("config/broken.yaml", "tiers: [\n"),
+			wantErr: []string{"config/broken.yaml"},
+		},
+		{
+			name: "hidden and unknown files are ignored",
+			fsys: func() fs.FS {
+				m := with(".hidden.rego", "this is not rego")
+				m["README.md"] = &fstest.MapFile{Data: []byte("# not data")}
+				m["..data/broken.rego"] = &fstest.MapFile{Data: []byte("not rego either")}
+				return m
+			}(),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Load(ctx, tt.fsys, "test-"+tt.name)
+			if tt.wantErr == nil {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				if b.Source != "test-"+tt.name || len(b.Revision) != 12 {
+					t.Errorf("source %q revision %q", b.Source, b.Revision)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Load succeeded, want an error with %q", tt.wantErr)
+			}
+			if b != nil {
+				t.Errorf("Load returned a bundle with an error")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			if !strings.Contains(err.Error(), "test-"+tt.name) {
+				t.Errorf("error does not name the bundle source %q:\n%v", "test-"+tt.name, err)
+			}
+		})
+	}
+}
+
+func TestLoadDataPlacement(t *testing.T) {
+	b, err := Load(context.Background(), minimalBundle(), "minimal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &Request{Operation: "CREATE", Username: "alice", Groups: []string{}, Object: namespace("team-dev", nil, nil)}
+	plan, err := b.Plan(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// config/settings.yaml is data.config.settings, as opa eval -d would load it.
+	if got := plan["limit"]; got == nil || got.(interface{ String() string }).String() != "3" {
+		// OPA numbers are json.Number.
+		t.Errorf("plan %v, want limit 3 from config/settings.yaml", plan)
+	}
+}
+
+func TestLoadDir(t *testing.T) {
+	ctx := context.Background()
+	dir := copyPolicies(t)
+	b, err := LoadDir(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := LoadEmbedded(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Revision != emb.Revision {
+		t.Errorf("a copy of policies/ has revision %s, the embedded bundle %s", b.Revision, emb.Revision)
+	}
+	if b.Source != dir || emb.Source != "embedded" {
+		t.Errorf("sources %q %q", b.Source, emb.Source)
+	}
+
+	if _, err := LoadDir(ctx, filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "policy directory") {
+		t.Errorf("missing directory: %v", err)
+	}
+	if _, err := LoadDir(ctx, filepath.Join(dir, "lib.rego")); err == nil || !strings.Contains(err.Error(), "is not a directory") {
+		t.Errorf("a file: %v", err)
+	}
+}
+
+func TestRevision(t *testing.T) {
+	ctx := context.Background()
+	base := embeddedFiles(t)
+	rev := func(fsys fs.FS) string {
+		t.Helper()
+		b, err := Load(ctx, fsys, "rev")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Revision
+	}
+	r0 := rev(base)
+	if r := rev(cloneFS(base)); r != r0 {
+		t.Errorf("same files, revisions %s and %s", r0, r)
+	}
+	if r := rev(base); r != r0 {
+		t.Errorf("loading twice: revisions %s and %s", r0, r)
+	}
+
+	changes := map[string]func(fstest.MapFS){
+		"rego comment": func(m fstest.MapFS) { m["lib.rego"].Data = append(m["lib.rego"].Data, "\n# edited\n"...) },
+		"data value": func(m fstest.MapFS) {
+			m["config/tiers.yaml"].Data = []byte(strings.Replace(string(m["config/tiers.yaml"].Data), "monthly_cost_usd: 50", "monthly_cost_usd: 55", 1))
+		},
+		"test file": func(m fstest.MapFS) {
+			m["lib_test.rego"].Data = append(m["lib_test.rego"].Data, "\n# edited\n"...)
+		},
+		"new data file": func(m fstest.MapFS) { m["config/extra.json"] = &fstest.MapFile{Data: []byte(`{"extra": 1}`)} },
+		"renamed file": func(m fstest.MapFS) {
+			m["config/tiers2.yaml"] = m["config/tiers.yaml"]
+			delete(m, "config/tiers.yaml")
+		},
+	}
+	seen := map[string]string{r0: "base"}
+	for name, change := range changes {
+		m := cloneFS(base)
+		change(m)
+		r := rev(m)
+		if prev, ok := seen[r]; ok {
+			t.Errorf("%s: revision %s, the same as %s", name, r, prev)
+		}
+		seen[r] = name
+	}
+
+	// Files the loader ignores do not change the revision.
+	m := cloneFS(base)
+	m[".hidden"] = &fstest.MapFile{Data: []byte("x")}
+	m["README.md"] = &fstest.MapFile{Data: []byte("x")}
+	if r := rev(m); r != r0 {
+		t.Errorf("ignored files changed the revision: %s, want %s", r, r0)
+	}
+}
+
+func TestLoadTooLarge(t *testing.T) {
+	m := minimalBundle()
+	for i := range maxBundleFiles {
+		m[filepath.Join("config", "many", strings.Repeat("x", 1)+itoa(i)+".json")] = &fstest.MapFile{Data: []byte("{}")}
+	}
+	_, err := Load(context.Background(), m, "huge")
+	if err == nil || !strings.Contains(err.Error(), "too large") {
+		t.Fatalf("error %v, want too large", err)
+	}
+}
+
+func itoa(i int) string {
+	const digits = "0123456789"
+	if i < 10 {
+		return digits[i : i+1]
+	}
+	return itoa(i/10) + digits[i%10:i%10+1]
+}
+
+func namespace(name string, annotations, labels map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: maps.Clone(annotations), Labels: maps.Clone(labels)}}
+}
+
+func TestDecide(t *testing.T) {
+	ctx := context.Background()
+	b, err := LoadEmbedded(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development"}
+	obj := namespace("payments-dev", request, nil)
+	req := &Request{Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"}, Object: obj}
+	d, err := b.Decide(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Allowed || len(d.Violations) != 0 || d.Plan == nil || len(d.Patch) != 4 {
+		t.Errorf("decision %+v", d)
+	}
+	if d.Object.Labels["nsprov.io/tier"] != "small" || d.Object.Annotations["nsprov.io/requested-by"] != "alice" {
+		t.Errorf("mutated object %+v", d.Object.ObjectMeta)
+	}
+	// Decide works on a copy.
+	if obj.Labels != nil || len(obj.Annotations) != 2 {
+		t.Errorf("Decide changed the request's object: %+v", obj.ObjectMeta)
+	}
+
+	denied := &Request{Operation: "CREATE", Username: "bob", Groups: []string{}, Object: namespace("payments-prod", map[string]string{
+		"nsprov.io/team": "payments", "nsprov.io/environment": "production", "nsprov.io/network-policy": "open",
+	}, nil)}
+	d, err = b.Decide(ctx, denied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []string
+	for _, v := range d.Violations {
+		rules = append(rules, v.Rule)
+	}
+	if d.Allowed || d.Plan != nil || strings.Join(rules, ",") != "network-policy-not-allowed-in-environment,requester-not-in-team" {
+		t.Errorf("decision allowed=%v plan=%v rules=%v", d.Allowed, d.Plan, rules)
+	}
+}
+
+func TestPatchEscapesKeys(t *testing.T) {
+	v := func(s string) *string { return &s }
+	ns := namespace("x", map[string]string{"a/b": "1", "c~d": "2", "keep": "k"}, nil)
+	m := &Mutation{Annotations: map[string]*string{"a/b": nil, "c~d": v("3"), "keep": v("k"), "new": v("n"), "absent": nil}}
+	ops := m.Patch(ns)
+	var got []string
+	for _, op := range ops {
+		got = append(got, op.Operation+" "+op.Path)
+	}
+	want := "remove /metadata/annotations/a~1b,replace /metadata/annotations/c~0d,add /metadata/annotations/new"
+	if strings.Join(got, ",") != want {
+		t.Errorf("ops %v, want %s", got, want)
+	}
+	if _, ok := ns.Annotations["a/b"]; ok || ns.Annotations["c~d"] != "3" || ns.Annotations["new"] != "n" {
+		t.Errorf("object after patch %v", ns.Annotations)
+	}
+}

@@ -1,0 +1,360 @@
+package policy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	eventuallyWithin(t, 10*time.Second, what, cond)
+}
+
+func eventuallyWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writeAtomic replaces a file in one rename, so that the watcher never sees
+// it half written. The temporary file is hidden, which the loader ignores.
+func writeAtomic(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+// watched is a Store whose Watch runs until the test ends.
+type watched struct {
+	*Store
+	mu      sync.Mutex
+	changes []*Bundle
+	errs    []error
+}
+
+func (w *watched) changed() []*Bundle {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*Bundle(nil), w.changes...)
+}
+
+func (w *watched) errors() []error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]error(nil), w.errs...)
+}
+
+func startWatch(t *testing.T, dir string) *watched {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := NewStore(ctx, dir)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	s.SetInterval(100 * time.Millisecond)
+	w := &watched{Store: s}
+	s.OnChange = func(b *Bundle) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.changes = append(w.changes, b)
+	}
+	s.OnError = func(err error) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.errs = append(w.errs, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Watch returned %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Watch did not return after its context ended")
+		}
+	})
+	return w
+}
+
+// smallTierCost evaluates the warning that quotes the small tier's cost.
+func smallTierCost(t *testing.T, b *Bundle) string {
+	t.Helper()
+	v, err := b.Validate(context.Background(), &Request{
+		Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"},
+		Object: namespace("payments-dev", map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development"}, nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range v.Warnings {
+		if strings.HasPrefix(w, "tier small costs ") {
+			return w
+		}
+	}
+	t.Fatalf("no tier cost warning in %q", v.Warnings)
+	return ""
+}
+
+func TestStoreWatch(t *testing.T) {
+	dir := copyPolicies(t)
+	w := startWatch(t, dir)
+	first := w.Bundle()
+	eventually(t, "OnChange with the first bundle", func() bool { return len(w.changed()) >= 1 })
+	if got := w.changed()[0]; got != first {
+		t.Fatalf("first OnChange got revision %s, want the loaded bundle %s", got.Revision, first.Revision)
+	}
+	if c := smallTierCost(t, first); !strings.Contains(c, "$100 per month") {
+		t.Fatalf("initial warning %q", c)
+	}
+
+	// A valid edit of a data file is swapped in.
+	tiers := filepath.Join(dir, "config", "tiers.yaml")
+	orig := readFile(t, tiers)
+	writeAtomic(t, tiers, strings.Replace(orig, "monthly_cost_usd: 100", "monthly_cost_usd: 150", 1))
+	r1, err := dirRevision(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r1 == first.Revision {
+		t.Fatal("the edit did not change the revision")
+	}
+	eventually(t, "the edited bundle", func() bool { return w.Bundle().Revision == r1 })
+	eventually(t, "OnChange with the edited bundle", func() bool {
+		ch := w.changed()
+		return ch[len(ch)-1].Revision == r1
+	})
+	edited := w.Bundle()
+	if c := smallTierCost(t, edited); !strings.Contains(c, "$150 per month") {
+		t.Errorf("after the edit the warning says %q", c)
+	}
+	if edited.Source != dir {
+		t.Errorf("source %q, want %q", edited.Source, dir)
+	}
+	if errs := w.errors(); len(errs) != 0 {
+		t.Fatalf("OnError called for a valid edit: %v", errs)
+	}
+
+	// A broken edit keeps the edited bundle serving and calls OnError.
+	lib := filepath.Join(dir, "lib.rego")
+	libOrig := readFile(t, lib)
+	writeAtomic(t, lib, libOrig+"\nbroken := {\n")
+	eventually(t, "OnError for the broken edit", func() bool { return len(w.errors()) >= 1 })
+	if err := w.errors()[0]; !strings.Contains(err.Error(), "lib.rego") {
+		t.Errorf("OnError got %v, want it to name lib.rego", err)
+	}
+	if w.Bundle() != edited {
+		t.Errorf("the broken edit replaced the bundle: revision %s, want %s", w.Bundle().Revision, r1)
+	}
+	if ch := w.changed(); ch[len(ch)-1] != edited {
+		t.Errorf("OnChange called for the broken edit with revision %s", ch[len(ch)-1].Revision)
+	}
+	if c := smallTierCost(t, w.Bundle()); !strings.Contains(c, "$150 per month") {
+		t.Errorf("the serving bundle changed behaviour: %q", c)
+	}
+
+	// Fixing it swaps again.
+	writeAtomic(t, lib, libOrig+"\n# fixed\n")
+	r2, err := dirRevision(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the fixed bundle", func() bool { return w.Bundle().Revision == r2 })
+	eventually(t, "OnChange with the fixed bundle", func() bool {
+		ch := w.changed()
+		return ch[len(ch)-1].Revision == r2
+	})
+	if c := smallTierCost(t, w.Bundle()); !strings.Contains(c, "$150 per month") {
+		t.Errorf("after the fix the warning says %q", c)
+	}
+	// Every bundle made active was reported once, in order.
+	var revs []string
+	for _, b := range w.changed() {
+		revs = append(revs, b.Revision)
+	}
+	if want := []string{first.Revision, r1, r2}; strings.Join(revs, ",") != strings.Join(want, ",") {
+		t.Errorf("OnChange revisions %v, want %v", revs, want)
+	}
+}
+
+// A directory mounted from a ConfigMap holds the files in a hidden
+// timestamped directory; ..data links to it, and every top-level entry
+// (files, and a directory such as config/ when the volume's items use paths)
+// links through ..data. An update writes a new timestamped directory and swaps
+// ..data in one rename.
+func configMapMount(t *testing.T) (mount, current string) {
+	t.Helper()
+	mount = t.TempDir()
+	current = filepath.Join(mount, "..2026_01_01_00_00_00.000000001")
+	if err := os.Rename(copyPolicies(t), current); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Base(current), filepath.Join(mount, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(current)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.Symlink(filepath.Join("..data", e.Name()), filepath.Join(mount, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return mount, current
+}
+
+// swapConfigMap does what the kubelet does on a ConfigMap update: a new
+// directory with the edited files, then ..data swapped in one rename.
+func swapConfigMap(t *testing.T, mount, current string, edit func(dir string)) {
+	t.Helper()
+	next := filepath.Join(mount, "..2026_01_01_00_00_01.000000002")
+	if err := os.CopyFS(next, os.DirFS(current)); err != nil {
+		t.Fatal(err)
+	}
+	edit(next)
+	tmp := filepath.Join(mount, "..data_tmp")
+	if err := os.Symlink(filepath.Base(next), tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(mount, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The revision of a ConfigMap mount covers the same files as the loader: a
+// mounted copy of policies/ has the revision of the embedded bundle.
+func TestRevisionConfigMapMount(t *testing.T) {
+	mount, _ := configMapMount(t)
+	b, err := LoadDir(context.Background(), mount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	emb, err := LoadEmbedded(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The loader follows the config symlink: the data is there.
+	if c := smallTierCost(t, b); !strings.Contains(c, "$100 per month") {
+		t.Fatalf("mounted bundle says %q", c)
+	}
+	if b.Revision != emb.Revision {
+		t.Errorf("the mounted copy of policies/ has revision %s, the embedded bundle %s: files the loader reads are missing from the revision", b.Revision, emb.Revision)
+	}
+}
+
+func TestStoreWatchConfigMapSwap(t *testing.T) {
+	tests := []struct {
+		name     string
+		edit     func(t *testing.T, dir string)
+		wantCost string
+	}{
+		{"rego file", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "lib.rego")
+			writeAtomic(t, p, readFile(t, p)+"\n# edited\n")
+		}, "$100 per month"},
+		{"data file in config", func(t *testing.T, dir string) {
+			p := filepath.Join(dir, "config", "tiers.yaml")
+			writeAtomic(t, p, strings.Replace(readFile(t, p), "monthly_cost_usd: 100", "monthly_cost_usd: 150", 1))
+		}, "$150 per month"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mount, current := configMapMount(t)
+			w := startWatch(t, mount)
+			first := w.Bundle()
+			swapConfigMap(t, mount, current, func(dir string) { tt.edit(t, dir) })
+			// 5s is 50 polls.
+			eventuallyWithin(t, 5*time.Second, "the swapped bundle", func() bool { return w.Bundle().Revision != first.Revision })
+			if c := smallTierCost(t, w.Bundle()); !strings.Contains(c, tt.wantCost) {
+				t.Errorf("the swapped bundle says %q, want %s", c, tt.wantCost)
+			}
+			if errs := w.errors(); len(errs) != 0 {
+				t.Errorf("OnError: %v", errs)
+			}
+		})
+	}
+}
+
+func TestStoreWithoutDirectory(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewStore(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Bundle() == nil || s.Bundle().Source != "embedded" {
+		t.Fatalf("bundle %+v", s.Bundle())
+	}
+	var got []*Bundle
+	s.OnChange = func(b *Bundle) { got = append(got, b) }
+	s.OnError = func(err error) { t.Errorf("OnError: %v", err) }
+	// Watch returns at once: nothing to watch.
+	if err := s.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != s.Bundle() {
+		t.Errorf("OnChange got %v, want the embedded bundle once", got)
+	}
+
+	static := StaticStore(s.Bundle())
+	if static.Bundle() != s.Bundle() {
+		t.Error("StaticStore does not serve its bundle")
+	}
+	if err := static.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewStoreErrors(t *testing.T) {
+	ctx := context.Background()
+	broken := copyPolicies(t)
+	lib := filepath.Join(broken, "lib.rego")
+	writeAtomic(t, lib, readFile(t, lib)+"\nbroken := {\n")
+	tests := []struct {
+		name, dir string
+		want      string
+	}{
+		{"missing directory", filepath.Join(t.TempDir(), "missing"), "no such file or directory"},
+		{"broken policy", broken, "lib.rego"},
+		{"empty directory", t.TempDir(), "has no .rego modules"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := NewStore(ctx, tt.dir)
+			if err == nil {
+				t.Fatalf("NewStore succeeded with revision %s", s.Bundle().Revision)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
