@@ -333,3 +333,33 @@ func TestRequesterCannotBeRewritten(t *testing.T) {
 		t.Errorf("after the update: annotations %v; want the tier changed and requester alice kept", got.Annotations)
 	}
 }
+
+// TestNsprovWritesItsOwnMetadata checks that nsprov's service account may
+// write the annotation it owns, which a requester may not.
+func TestNsprovWritesItsOwnMetadata(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	alice := newUser(t, "alice", "team-payments")
+	controller := newUser(t, "system:serviceaccount:nsprov-system:nsprov", "system:serviceaccounts", "system:serviceaccounts:nsprov-system")
+	if err := alice.client.Create(ctx, request("owned-dev", "payments", "development", nil)); err != nil {
+		t.Fatal(err)
+	}
+	ns := get(t, "owned-dev")
+	ns.Annotations[workflowKey] = "argo/nsprov-owned-dev-1"
+	if err := controller.client.Update(ctx, ns); err != nil {
+		t.Fatalf("nsprov's service account writing %s: %v", workflowKey, err)
+	}
+	if got := get(t, "owned-dev").Annotations[workflowKey]; got != "argo/nsprov-owned-dev-1" {
+		t.Errorf("%s = %q after the controller's update", workflowKey, got)
+	}
+	// The requester cannot change what nsprov wrote, but leaving it unchanged
+	// on an update of her own is fine.
+	ns = get(t, "owned-dev")
+	ns.Annotations[workflowKey] = "argo/forged"
+	wantDenied(t, alice.client.Update(ctx, ns), "managed-metadata-forged")
+	ns = get(t, "owned-dev")
+	ns.Annotations[tierKey] = "medium"
+	if err := alice.client.Update(ctx, ns); err != nil {
+		t.Fatalf("alice changing the tier of a namespace that carries %s: %v", workflowKey, err)
+	}
+}
