@@ -4,7 +4,6 @@ import (
 	"context"
 	"io/fs"
 	"maps"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,21 +54,7 @@ func cloneFS(m fstest.MapFS) fstest.MapFS {
 func copyPolicies(tb testing.TB) string {
 	tb.Helper()
 	dir := tb.TempDir()
-	if err := os.CopyFS(dir, policies.Bundle); err != nil {
-		tb.Fatal(err)
-	}
-	// embed.FS files are read-only; make the copies writable.
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if d.IsDir() {
-			mode = 0o755
-		}
-		return os.Chmod(p, mode)
-	})
-	if err != nil {
+	if err := policies.Export(dir); err != nil {
 		tb.Fatal(err)
 	}
 	return dir

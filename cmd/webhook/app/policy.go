@@ -17,6 +17,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/nsprov/nsprov/internal/policy"
+	"github.com/nsprov/nsprov/policies"
 )
 
 func newPolicyCommand(s streams) *cobra.Command {
@@ -24,7 +25,7 @@ func newPolicyCommand(s streams) *cobra.Command {
 		Use:   "policy",
 		Short: "Evaluate and test the Rego policy bundle offline",
 	}
-	cmd.AddCommand(newEvalCommand(s), newTestCommand(s))
+	cmd.AddCommand(newEvalCommand(s), newTestCommand(s), newExportCommand(s))
 	return cmd
 }
 
@@ -303,4 +304,23 @@ does not load.`,
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
+}
+
+func newExportCommand(s streams) *cobra.Command {
+	return &cobra.Command{
+		Use:   "export DIR",
+		Short: "Write the embedded policy bundle into DIR, to start a bundle of your own",
+		Long: `Write the embedded policy bundle (Rego modules, their tests and the data under
+config/) into DIR, which must not hold any of its files yet. Edit the copy,
+check it with "nsprov policy test --policy-dir DIR" and serve it with
+"nsprov serve --policy-dir DIR".`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := policies.Export(args[0]); err != nil {
+				return usageError(err)
+			}
+			_, err := fmt.Fprintf(s.out, "wrote the embedded policy bundle to %s\n", args[0])
+			return err
+		},
+	}
 }

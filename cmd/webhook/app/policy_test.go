@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -15,6 +14,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/policies"
 )
 
@@ -39,20 +39,7 @@ func (r result) String() string {
 func copyPolicies(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, policies.Bundle); err != nil {
-		t.Fatal(err)
-	}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if d.IsDir() {
-			mode = 0o755
-		}
-		return os.Chmod(p, mode)
-	})
-	if err != nil {
+	if err := policies.Export(dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -462,5 +449,31 @@ func TestUnknownCommand(t *testing.T) {
 	r = runCommand(t, "", "version")
 	if r.code != ExitOK || !strings.HasPrefix(r.out, "nsprov ") {
 		t.Errorf("version\n%s", r)
+	}
+}
+
+func TestPolicyExport(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my-policies")
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"policy", "export", dir}, streams{in: strings.NewReader(""), out: &out, err: &errOut}); code != 0 {
+		t.Fatalf("policy export: exit %d: %s", code, errOut.String())
+	}
+	// The exported copy loads, passes its tests and has the embedded revision.
+	exported, err := policy.LoadDir(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	embedded, err := policy.LoadEmbedded(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if exported.Revision != embedded.Revision {
+		t.Errorf("exported revision %s, embedded %s", exported.Revision, embedded.Revision)
+	}
+	// Exporting again over the same files is refused rather than clobbering edits.
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"policy", "export", dir}, streams{in: strings.NewReader(""), out: &out, err: &errOut}); code != ExitBadUsage {
+		t.Errorf("second export: exit %d, want %d; stderr %s", code, ExitBadUsage, errOut.String())
 	}
 }
