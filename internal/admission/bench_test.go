@@ -8,6 +8,8 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/nsprov/nsprov/internal/policy"
 )
 
 // benchCases are the requests of the benchmarks: an allowed CREATE by a team
@@ -59,13 +61,30 @@ func decide(ctx context.Context, m *Mutator, v *Validator, req admission.Request
 // for a CREATE: the mutating handler on the request, then the validating
 // handler on the object the API server stored after applying the patch. The
 // patch is applied once, outside the loop: that work is the API server's.
+// "cold" evaluates the policy every time (decision cache off); "repeat" is the
+// same request again with the cache on, as for a re-applied Namespace.
 func BenchmarkDecision(b *testing.B) {
-	store := embeddedStore(b)
-	m := &Mutator{Policies: store, Recorder: discardRecorder{}}
-	v := &Validator{Policies: store, Recorder: discardRecorder{}}
+	ctx := context.Background()
+	for _, mode := range []struct {
+		name      string
+		cacheSize int
+	}{{"cold", 0}, {"repeat", policy.DefaultDecisionCacheSize}} {
+		bundle, err := policy.LoadEmbedded(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bundle.SetDecisionCacheSize(mode.cacheSize)
+		store := policy.StaticStore(bundle)
+		m := &Mutator{Policies: store, Recorder: discardRecorder{}}
+		v := &Validator{Policies: store, Recorder: discardRecorder{}}
+		benchDecisions(b, mode.name, m, v)
+	}
+}
+
+func benchDecisions(b *testing.B, mode string, m *Mutator, v *Validator) {
 	ctx := context.Background()
 	for _, bc := range benchCases(b) {
-		b.Run(bc.name, func(b *testing.B) {
+		b.Run(mode+"/"+bc.name, func(b *testing.B) {
 			mutated, err := mutatedRequest(ctx, m, bc.req)
 			if err != nil {
 				b.Fatal(err)
@@ -111,12 +130,15 @@ func mutatedRequest(ctx context.Context, m *Mutator, req admission.Request) (adm
 	return mutated, err
 }
 
+// BenchmarkBundle measures policy.Bundle.Decide (mutation, validation and,
+// when allowed, the plan) without the decision cache.
 func BenchmarkBundle(b *testing.B) {
-	bundle, err := embeddedBundle()
+	ctx := context.Background()
+	bundle, err := policy.LoadEmbedded(ctx)
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
+	bundle.SetDecisionCacheSize(0)
 	for _, bc := range benchCases(b) {
 		b.Run(bc.name, func(b *testing.B) {
 			in, err := decode(&bc.req)

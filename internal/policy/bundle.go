@@ -48,6 +48,28 @@ type Bundle struct {
 	mutation   rego.PreparedEvalQuery
 	validation rego.PreparedEvalQuery
 	plan       rego.PreparedEvalQuery
+
+	mutations   *decisionCache[*Mutation]
+	validations *decisionCache[*Validation]
+	plans       *decisionCache[map[string]any]
+}
+
+// SetDecisionCacheSize sets how many decisions of each kind the bundle
+// remembers (0 disables the cache) and empties it. Call it before the bundle
+// serves requests.
+func (b *Bundle) SetDecisionCacheSize(n int) {
+	b.mutations = newDecisionCache[*Mutation](n)
+	b.validations = newDecisionCache[*Validation](n)
+	b.plans = newDecisionCache[map[string]any](n)
+}
+
+// CacheStats returns the bundle's decision cache hits and misses, summed
+// over mutations, validations and plans.
+func (b *Bundle) CacheStats() CacheStats {
+	return CacheStats{
+		Hits:   b.mutations.hits.Load() + b.validations.hits.Load() + b.plans.hits.Load(),
+		Misses: b.mutations.misses.Load() + b.validations.misses.Load() + b.plans.misses.Load(),
+	}
 }
 
 // LoadEmbedded compiles the bundle built into the binary.
@@ -112,6 +134,7 @@ func Load(ctx context.Context, fsys fs.FS, source string) (*Bundle, error) {
 			return nil, fmt.Errorf("policy bundle %s does not define %s, which nsprov queries", source, q)
 		}
 	}
+	b.SetDecisionCacheSize(DefaultDecisionCacheSize)
 	b.store = inmem.NewFromObjectWithOpts(b.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 
 	prepare := func(query string) (rego.PreparedEvalQuery, error) {

@@ -56,8 +56,21 @@ func (v *Validation) Rules() []string {
 	return rules
 }
 
-// Mutate evaluates the mutation for a request.
+// Mutate evaluates the mutation for a request. The result may be shared with
+// other callers and must not be modified.
 func (b *Bundle) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
+	key := req.cacheKey()
+	if m, ok := b.mutations.get(key); ok {
+		return m, nil
+	}
+	m, err := b.mutate(ctx, req)
+	if err == nil {
+		b.mutations.put(key, m)
+	}
+	return m, err
+}
+
+func (b *Bundle) mutate(ctx context.Context, req *Request) (*Mutation, error) {
 	rs, err := b.mutation.Eval(ctx, rego.EvalParsedInput(req.Value()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluating %s: %w", MutationQuery, err)
@@ -102,8 +115,21 @@ func stringPtrMap(res map[string]any, key string) (map[string]*string, error) {
 	return out, nil
 }
 
-// Validate evaluates deny and warn for a request.
+// Validate evaluates deny and warn for a request. The result may be shared
+// with other callers and must not be modified.
 func (b *Bundle) Validate(ctx context.Context, req *Request) (*Validation, error) {
+	key := req.cacheKey()
+	if v, ok := b.validations.get(key); ok {
+		return v, nil
+	}
+	v, err := b.validate(ctx, req)
+	if err == nil {
+		b.validations.put(key, v)
+	}
+	return v, err
+}
+
+func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error) {
 	rs, err := b.validation.Eval(ctx, rego.EvalParsedInput(req.Value()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluating %s and %s: %w", DenyQuery, WarnQuery, err)
@@ -144,8 +170,21 @@ func (b *Bundle) Validate(ctx context.Context, req *Request) (*Validation, error
 }
 
 // Plan evaluates the provisioning plan; it returns nil when the policy defines
-// none for the request (the namespace is not requested, or it is denied).
+// none for the request (the namespace is not requested, or it is denied). The
+// result may be shared with other callers and must not be modified.
 func (b *Bundle) Plan(ctx context.Context, req *Request) (map[string]any, error) {
+	key := req.cacheKey()
+	if p, ok := b.plans.get(key); ok {
+		return p, nil
+	}
+	p, err := b.evalPlan(ctx, req)
+	if err == nil {
+		b.plans.put(key, p)
+	}
+	return p, err
+}
+
+func (b *Bundle) evalPlan(ctx context.Context, req *Request) (map[string]any, error) {
 	rs, err := b.plan.Eval(ctx, rego.EvalParsedInput(req.Value()))
 	if err != nil {
 		return nil, fmt.Errorf("evaluating %s: %w", PlanQuery, err)

@@ -14,8 +14,9 @@ import (
 // compile is reported and the previous one keeps serving.
 type Store struct {
 	current  atomic.Pointer[Bundle]
-	dir      string
-	interval time.Duration
+	dir       string
+	interval  time.Duration
+	cacheSize int
 	// OnChange, when set, is called with every bundle that becomes active,
 	// including the first one. Set it before Watch starts.
 	OnChange func(*Bundle)
@@ -38,7 +39,7 @@ func NewStore(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, interval: 2 * time.Second}
+	s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize}
 	s.current.Store(b)
 	return s, nil
 }
@@ -52,6 +53,13 @@ func StaticStore(b *Bundle) *Store {
 
 // Bundle returns the active bundle.
 func (s *Store) Bundle() *Bundle { return s.current.Load() }
+
+// SetDecisionCacheSize sets the decision cache size of the active bundle and
+// of every bundle loaded later (0 disables caching). Call it before serving.
+func (s *Store) SetDecisionCacheSize(n int) {
+	s.cacheSize = n
+	s.Bundle().SetDecisionCacheSize(n)
+}
 
 // SetInterval sets how often Watch looks at the directory (default 2s).
 func (s *Store) SetInterval(d time.Duration) { s.interval = d }
@@ -95,6 +103,7 @@ func (s *Store) Watch(ctx context.Context) error {
 			continue
 		}
 		failed = ""
+		b.SetDecisionCacheSize(s.cacheSize)
 		old := s.Bundle().Revision
 		s.current.Store(b)
 		log.Info("policy reloaded", "revision", b.Revision, "previousRevision", old)

@@ -50,6 +50,9 @@ type ServeOptions struct {
 	PolicyDir string
 	// PolicyPollInterval is how often PolicyDir is checked for changes.
 	PolicyPollInterval time.Duration
+	// DecisionCacheSize is how many decisions of each kind are remembered by
+	// their input; 0 disables the cache.
+	DecisionCacheSize int
 	// LogFormat is json or text.
 	LogFormat string
 	// LogLevel is the verbosity: 0 logs denials and errors, 1 every decision.
@@ -68,6 +71,7 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.PolicyDir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one and reloaded when it changes")
 	fs.DurationVar(&o.PolicyPollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir is checked for changes")
+	fs.IntVar(&o.DecisionCacheSize, "decision-cache-size", policy.DefaultDecisionCacheSize, "how many mutation, validation and plan decisions are each remembered by their input (repeated requests skip evaluation); 0 disables")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
 	fs.IntVarP(&o.LogLevel, "verbosity", "v", 0, "log verbosity: 0 logs denials and errors, 1 every admission decision")
 }
@@ -107,6 +111,9 @@ func (o *ServeOptions) Validate() error {
 	}
 	if o.LogFormat != "json" && o.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q is not supported; use json or text", o.LogFormat))
+	}
+	if o.DecisionCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("--decision-cache-size %d must not be negative; use 0 to disable the cache", o.DecisionCacheSize))
 	}
 	if o.LogLevel < 0 {
 		errs = append(errs, fmt.Errorf("--verbosity %d must not be negative; use 0 or 1", o.LogLevel))
@@ -163,6 +170,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 		return usageError(fmt.Errorf("the policy bundle does not load, so nsprov cannot start: %w", err))
 	}
 	store.SetInterval(o.PolicyPollInterval)
+	store.SetDecisionCacheSize(o.DecisionCacheSize)
 	b := store.Bundle()
 	log.Info("policy loaded", "source", b.Source, "revision", b.Revision)
 

@@ -146,7 +146,7 @@ func TestServeOptionsValid(t *testing.T) {
 	}
 	want := ServeOptions{
 		WebhookPort: 9443, CertName: "tls.crt", KeyName: "tls.key", MetricsAddr: ":8080", ProbeAddr: ":8081",
-		PolicyPollInterval: 2 * time.Second, LogFormat: "json",
+		PolicyPollInterval: 2 * time.Second, DecisionCacheSize: 4096, LogFormat: "json",
 	}
 	if *o != want {
 		t.Errorf("defaults %+v, want %+v", *o, want)

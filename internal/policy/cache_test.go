@@ -1,0 +1,134 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func cacheRequest() *Request {
+	return &Request{
+		UID: "1", Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"},
+		Object: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "payments-dev", Annotations: map[string]string{
+			"nsprov.io/team": "payments", "nsprov.io/environment": "development",
+		}}},
+	}
+}
+
+// TestCacheKeyCoversTheInput changes each part of the policy input in turn:
+// every change must give a different key, and the request UID must not.
+func TestCacheKeyCoversTheInput(t *testing.T) {
+	base := cacheRequest().cacheKey()
+	changes := map[string]func(r *Request){
+		"operation":           func(r *Request) { r.Operation = "UPDATE" },
+		"username":            func(r *Request) { r.Username = "bob" },
+		"group added":         func(r *Request) { r.Groups = append(r.Groups, "platform-admins") },
+		"group renamed":       func(r *Request) { r.Groups = []string{"team-web"} },
+		"groups split":        func(r *Request) { r.Groups = []string{"team", "payments"} },
+		"dry run":             func(r *Request) { r.DryRun = true },
+		"name":                func(r *Request) { r.Object.Name = "payments-prod" },
+		"object uid":          func(r *Request) { r.Object.UID = "u" },
+		"phase":               func(r *Request) { r.Object.Status.Phase = corev1.NamespaceTerminating },
+		"deletion":            func(r *Request) { now := metav1.Now(); r.Object.DeletionTimestamp = &now },
+		"annotation value":    func(r *Request) { r.Object.Annotations["nsprov.io/team"] = "web" },
+		"annotation added":    func(r *Request) { r.Object.Annotations["nsprov.io/tier"] = "micro" },
+		"label added":         func(r *Request) { r.Object.Labels = map[string]string{"a": "b"} },
+		"annotation as label": func(r *Request) { r.Object.Labels = map[string]string{"nsprov.io/team": "payments"} },
+		"old object":          func(r *Request) { r.OldObject = r.Object.DeepCopy() },
+		"key and value moved": func(r *Request) {
+			r.Object.Annotations = map[string]string{"nsprov.io/team": "payments:1:x", "nsprov.io/environment": "development"}
+		},
+	}
+	seen := map[string]string{"": base}
+	for name, change := range changes {
+		r := cacheRequest()
+		change(r)
+		k := r.cacheKey()
+		if k == base {
+			t.Errorf("%s: same key as the unchanged request", name)
+		}
+		for other, ok := range seen {
+			if ok == k && other != "" {
+				t.Errorf("%s and %s share a key", name, other)
+			}
+		}
+		seen[name] = k
+	}
+	r := cacheRequest()
+	r.UID = "2"
+	if r.cacheKey() != base {
+		t.Errorf("the request UID changes the key; no decision would ever be reused")
+	}
+}
+
+func TestDecisionCache(t *testing.T) {
+	ctx := context.Background()
+	b, err := LoadEmbedded(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := cacheRequest()
+	first, err := b.Validate(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := b.Validate(ctx, cacheRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first {
+		t.Errorf("the same input was evaluated again instead of answered from the cache")
+	}
+	if s := b.CacheStats(); s.Hits != 1 || s.Misses != 1 {
+		t.Errorf("cache stats %+v, want 1 hit and 1 miss", s)
+	}
+	other := cacheRequest()
+	other.Username, other.Groups = "bob", []string{"team-web"}
+	denied, err := b.Validate(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if denied.Allowed() || denied.Rules()[0] != "requester-not-in-team" {
+		t.Errorf("bob's request = %v, want denied by requester-not-in-team", denied.Violations)
+	}
+
+	// Disabled, every call evaluates.
+	b.SetDecisionCacheSize(0)
+	x, _ := b.Validate(ctx, req)
+	y, _ := b.Validate(ctx, req)
+	if x == y {
+		t.Errorf("with the cache disabled the same result object came back twice")
+	}
+}
+
+func TestDecisionCacheIsBounded(t *testing.T) {
+	c := newDecisionCache[int](3)
+	for i := range 10 {
+		c.put(fmt.Sprint(i), i)
+	}
+	if n := len(c.cur) + len(c.prev); n > 6 {
+		t.Errorf("%d entries kept, want at most 2*size = 6", n)
+	}
+	if v, ok := c.get("9"); !ok || v != 9 {
+		t.Errorf("newest entry lost: %v %v", v, ok)
+	}
+	if _, ok := c.get("0"); ok {
+		t.Errorf("oldest entry kept after 10 inserts into a cache of 3")
+	}
+	// An entry found in the previous generation is promoted and survives the
+	// next rotation.
+	c = newDecisionCache[int](2)
+	c.put("a", 1)
+	c.put("b", 2)
+	c.put("c", 3) // rotates: prev {a b}, cur {c}
+	if _, ok := c.get("a"); !ok {
+		t.Fatal("entry of the previous generation not found")
+	}
+	c.put("d", 4) // rotates: prev {c a}, cur {d}
+	if _, ok := c.get("a"); !ok {
+		t.Errorf("a promoted entry was dropped by the next rotation")
+	}
+}
