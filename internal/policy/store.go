@@ -13,7 +13,7 @@ import (
 // when the directory changes and the new files compile; a bundle that does not
 // compile is reported and the previous one keeps serving.
 type Store struct {
-	current  atomic.Pointer[Bundle]
+	current   atomic.Pointer[Bundle]
 	dir       string
 	interval  time.Duration
 	cacheSize int
