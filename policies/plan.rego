@@ -40,19 +40,30 @@ role_bindings := [binding |
 	}
 ]
 
+# Namespaces the requested features open traffic from and to. Only a mode
+# with a default deny gets them: in a namespace without one, an allow policy
+# would isolate its pods rather than open anything.
 network_policy := object.union(data.config.network_policies.modes[lib.network_policy], {
 	"mode": lib.network_policy,
-	"allow_ingress_from": sort({ns |
-		some f in lib.features
-		some ns in data.config.features[f].allow_ingress_from
-	}),
-	"allow_egress_to": sort({ns |
-		some f in lib.features
-		some ns in data.config.features[f].allow_egress_to
-	}),
+	"allow_ingress_from": feature_namespaces("allow_ingress_from"),
+	"allow_egress_to": feature_namespaces("allow_egress_to"),
 })
 
-namespace_labels := {k: v |
+feature_namespaces(direction) := sort({ns |
 	some f in lib.features
-	some k, v in data.config.features[f].namespace_labels
+	some ns in data.config.features[f][direction]
+}) if {
+	data.config.network_policies.modes[lib.network_policy].default_deny
+} else := []
+
+# The labels of every feature in the catalogue: the requested features' values,
+# null for the others, so that a removed feature's label is removed.
+namespace_labels := {k: v |
+	some f, feature in data.config.features
+	some k, value in feature.namespace_labels
+	v := label_value(f, value)
 }
+
+label_value(f, value) := value if f in lib.features
+
+label_value(f, _) := null if not f in lib.features

@@ -91,7 +91,7 @@ test_plan_defaults_in_development if {
 	p.container_defaults == {"cpu": "500m", "memory": "512Mi"}
 	p.container_default_requests == {"cpu": "100m", "memory": "128Mi"}
 	p.features == []
-	p.namespace_labels == {}
+	p.namespace_labels == {"istio-injection": null, "monitoring.nsprov.io/enhanced": null}
 	p.network_policy == {
 		"mode": "isolated",
 		"description": "deny by default; DNS and traffic inside the namespace allowed",
@@ -131,9 +131,12 @@ test_plan_open_network_policy if {
 	p.network_policy.allow_dns == false
 	p.network_policy.allow_same_namespace == false
 	p.network_policy.allow_team == false
-	p.network_policy.allow_ingress_from == ["istio-system"]
-	p.network_policy.allow_egress_to == ["istio-system"]
-	p.namespace_labels == {"istio-injection": "enabled"}
+
+	# Without a default deny an allow policy would isolate the pods, so open
+	# mode opens nothing for the features; their labels are still set.
+	p.network_policy.allow_ingress_from == []
+	p.network_policy.allow_egress_to == []
+	p.namespace_labels == {"istio-injection": "enabled", "monitoring.nsprov.io/enhanced": null}
 }
 
 test_plan_monitoring_feature_only if {
@@ -141,7 +144,7 @@ test_plan_monitoring_feature_only if {
 	p.features == ["monitoring-enhanced"]
 	p.network_policy.allow_ingress_from == ["monitoring"]
 	p.network_policy.allow_egress_to == []
-	p.namespace_labels == {"monitoring.nsprov.io/enhanced": "true"}
+	p.namespace_labels == {"istio-injection": null, "monitoring.nsprov.io/enhanced": "true"}
 }
 
 test_plan_for_admin_request_outside_team if {
