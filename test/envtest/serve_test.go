@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -74,7 +75,7 @@ func TestServe(t *testing.T) {
 	}
 	webhookPort, metricsPort, probePort := freePort(t), freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut bytes.Buffer
+	var out, errOut syncBuffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- app.Run(ctx, []string{"serve",
@@ -84,6 +85,7 @@ func TestServe(t *testing.T) {
 			"--webhook-port", fmt.Sprint(webhookPort),
 			"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metricsPort),
 			"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probePort),
+			"--leader-election-namespace", "default",
 		}, strings.NewReader(""), &out, &errOut)
 	}()
 	defer func() {
@@ -151,6 +153,13 @@ func TestServe(t *testing.T) {
 		t.Errorf("metrics do not count the webhook request:\n%s", grepLines(string(mbody), "webhook_requests_total"))
 	}
 
+	// This control plane has no Argo CRDs: serve says provisioning is off and
+	// keeps answering admission requests (as the calls above show).
+	if !strings.Contains(errOut.String(), "provisioning is off; the admission webhooks keep serving") ||
+		!strings.Contains(errOut.String(), "install Argo Workflows and its CRDs") {
+		t.Errorf("serve did not say that provisioning is off without Argo:\n%s", errOut.String())
+	}
+
 	// Rotate the certificate: the running server serves the new one.
 	if served := servedSerial(t, webhookURL); served.Cmp(serial) != 0 {
 		t.Fatalf("served certificate serial %v, want %v", served, serial)
@@ -165,6 +174,24 @@ func TestServe(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// syncBuffer is a bytes.Buffer that the server goroutine writes while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func admissionReview(t *testing.T, object string) []byte {

@@ -11,15 +11,19 @@ import (
 	"strconv"
 	"time"
 
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -27,6 +31,7 @@ import (
 
 	nsadmission "github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/policy"
+	"github.com/nsprov/nsprov/internal/trigger"
 )
 
 // ServeOptions are the flags of `nsprov serve`.
@@ -53,6 +58,20 @@ type ServeOptions struct {
 	// DecisionCacheSize is how many decisions of each kind are remembered by
 	// their input; 0 disables the cache.
 	DecisionCacheSize int
+	// Controller runs the provisioning controller (leader-elected) beside the webhooks.
+	Controller bool
+	// ArgoNamespace is where the WorkflowTemplate lives and Workflows are created.
+	ArgoNamespace string
+	// WorkflowTemplate is the WorkflowTemplate the controller runs.
+	WorkflowTemplate string
+	// Identity is the username the controller evaluates plans as; the policy
+	// data must list it among nsprov's own identities (manager_users).
+	Identity string
+	// LeaderElect makes one replica at a time run the controller.
+	LeaderElect bool
+	// LeaderElectionNamespace holds the leader election Lease (default: the
+	// namespace nsprov runs in).
+	LeaderElectionNamespace string
 	// LogFormat is json or text.
 	LogFormat string
 	// LogLevel is the verbosity: 0 logs denials and errors, 1 every decision.
@@ -72,6 +91,12 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PolicyDir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one and reloaded when it changes")
 	fs.DurationVar(&o.PolicyPollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir is checked for changes")
 	fs.IntVar(&o.DecisionCacheSize, "decision-cache-size", policy.DefaultDecisionCacheSize, "how many mutation, validation and plan decisions are each remembered by their input (repeated requests skip evaluation); 0 disables")
+	fs.BoolVar(&o.Controller, "controller", true, "run the provisioning controller beside the webhooks")
+	fs.StringVar(&o.ArgoNamespace, "argo-namespace", "argo", "namespace of the WorkflowTemplate and of the Workflows nsprov creates")
+	fs.StringVar(&o.WorkflowTemplate, "workflow-template", trigger.TemplateName, "WorkflowTemplate the controller runs for each namespace")
+	fs.StringVar(&o.Identity, "identity", "system:serviceaccount:nsprov-system:nsprov", "username the controller evaluates plans as (listed in the policy's manager_users)")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the controller; the webhooks run on every replica")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the namespace nsprov runs in)")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
 	fs.IntVarP(&o.LogLevel, "verbosity", "v", 0, "log verbosity: 0 logs denials and errors, 1 every admission decision")
 }
@@ -111,6 +136,9 @@ func (o *ServeOptions) Validate() error {
 	}
 	if o.LogFormat != "json" && o.LogFormat != "text" {
 		errs = append(errs, fmt.Errorf("--log-format %q is not supported; use json or text", o.LogFormat))
+	}
+	if o.Controller && (o.ArgoNamespace == "" || o.WorkflowTemplate == "" || o.Identity == "") {
+		errs = append(errs, errors.New("--argo-namespace, --workflow-template and --identity must not be empty while --controller is on"))
 	}
 	if o.DecisionCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("--decision-cache-size %d must not be negative; use 0 to disable the cache", o.DecisionCacheSize))
@@ -182,6 +210,9 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
+	if err := wfv1.AddToScheme(scheme); err != nil {
+		return err
+	}
 	server := webhook.NewServer(webhook.Options{
 		Host:     o.WebhookHost,
 		Port:     o.WebhookPort,
@@ -190,13 +221,38 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 		KeyName:  o.KeyName,
 		TLSOpts:  []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
 	})
+	// Without Argo the webhooks still guard namespace requests; only
+	// provisioning is off.
+	controller := o.Controller
+	if controller {
+		dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("creating a discovery client: %w", err)
+		}
+		if err := trigger.ArgoInstalled(dc); err != nil {
+			log.Error(err, "provisioning is off; the admission webhooks keep serving")
+			controller = false
+		}
+	}
+	var cacheOpts cache.Options
+	if controller {
+		// The controller only reads Workflows in the Argo namespace.
+		cacheOpts.ByObject = map[client.Object]cache.ByObject{
+			&wfv1.Workflow{}:         {Namespaces: map[string]cache.Config{o.ArgoNamespace: {}}},
+			&wfv1.WorkflowTemplate{}: {Namespaces: map[string]cache.Config{o.ArgoNamespace: {}}},
+		}
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Logger:                 log,
-		WebhookServer:          server,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
-		HealthProbeBindAddress: o.ProbeAddr,
-		BaseContext:            func() context.Context { return ctx },
+		Scheme:                  scheme,
+		Logger:                  log,
+		WebhookServer:           server,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		BaseContext:             func() context.Context { return ctx },
+		LeaderElection:          controller && o.LeaderElect,
+		LeaderElectionID:        "nsprov-controller",
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		Cache:                   cacheOpts,
 	})
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
@@ -206,6 +262,11 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	RegisterWebhooks(server, store, nsadmission.LogRecorder{})
 	if err := mgr.Add(alwaysRunnable(store.Watch)); err != nil {
 		return err
+	}
+	if controller {
+		if err := SetupController(mgr, store, o.ArgoNamespace, o.WorkflowTemplate, o.Identity); err != nil {
+			return fmt.Errorf("setting up the provisioning controller: %w", err)
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -224,4 +285,17 @@ func RegisterWebhooks(server webhook.Server, store *policy.Store, rec nsadmissio
 	validate := &webhook.Admission{Handler: &nsadmission.Validator{Policies: store, Recorder: rec}}
 	server.Register(nsadmission.MutatePath, mutate.WithRecoverPanic(true))
 	server.Register(nsadmission.ValidatePath, validate.WithRecoverPanic(true))
+}
+
+// SetupController registers the provisioning controller with mgr.
+func SetupController(mgr ctrl.Manager, store *policy.Store, argoNamespace, template, identity string) error {
+	r := &trigger.Reconciler{
+		Client:   mgr.GetClient(),
+		Policies: store,
+		Events:   mgr.GetEventRecorder("nsprov"),
+		Options:  trigger.Options{ArgoNamespace: argoNamespace, TemplateName: template},
+		Username: identity,
+		Groups:   []string{"system:serviceaccounts", "system:authenticated"},
+	}
+	return r.SetupWithManager(mgr)
 }

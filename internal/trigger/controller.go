@@ -1,0 +1,303 @@
+package trigger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	"github.com/nsprov/nsprov/internal/policy"
+)
+
+// The public contract on the Namespace.
+const (
+	// ConditionProvisioned is the Namespace condition nsprov reports.
+	ConditionProvisioned corev1.NamespaceConditionType = "Provisioned"
+	// WorkflowAnnotation names the Workflow that provisions the namespace.
+	WorkflowAnnotation = "nsprov.io/workflow"
+	// ReprovisionAnnotation set to a new value runs the same plan again.
+	ReprovisionAnnotation = "nsprov.io/reprovision"
+)
+
+// Reasons of the Provisioned condition, also used for Events.
+const (
+	ReasonPending          = "Pending"
+	ReasonRunning          = "Running"
+	ReasonSucceeded        = "Succeeded"
+	ReasonFailed           = "Failed"
+	ReasonTemplateNotFound = "TemplateNotFound"
+	ReasonPolicyViolation  = "PolicyViolation"
+)
+
+// requestAnnotations mark a namespace as requested.
+var requestAnnotations = []string{
+	"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy", "nsprov.io/features",
+}
+
+// IsRequested reports whether a namespace carries request annotations.
+func IsRequested(ns *corev1.Namespace) bool {
+	for _, k := range requestAnnotations {
+		if _, ok := ns.Annotations[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Reconciler provisions requested Namespaces with Argo Workflows and reports
+// progress on them.
+type Reconciler struct {
+	// Client reads and writes Namespaces and Workflows.
+	Client client.Client
+	// Policies gives the plan of a namespace.
+	Policies *policy.Store
+	// Events records Events on the Namespace.
+	Events events.EventRecorder
+	// Options say where Workflows go.
+	Options Options
+	// Username and Groups are the identity the plan is evaluated as (nsprov's own).
+	Username string
+	Groups   []string
+	// KeepWorkflows is how many Workflows per namespace are kept (default 5).
+	KeepWorkflows int
+	// TemplateRetry is how long to wait before looking for a missing
+	// WorkflowTemplate again (default 30s).
+	TemplateRetry time.Duration
+}
+
+// SetupWithManager registers the controller: it watches requested Namespaces
+// and the Workflows they own.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.KeepWorkflows == 0 {
+		r.KeepWorkflows = 5
+	}
+	if r.TemplateRetry == 0 {
+		r.TemplateRetry = 30 * time.Second
+	}
+	if r.Options.TemplateName == "" {
+		r.Options.TemplateName = TemplateName
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("nsprov-trigger").
+		For(&corev1.Namespace{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			ns, ok := o.(*corev1.Namespace)
+			return ok && IsRequested(ns)
+		}))).
+		Owns(&wfv1.Workflow{}).
+		Complete(r)
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	ns := &corev1.Namespace{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ns); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if ns.DeletionTimestamp != nil || !IsRequested(ns) {
+		return ctrl.Result{}, nil
+	}
+
+	b := r.Policies.Bundle()
+	in := &policy.Request{Operation: "UPDATE", Username: r.Username, Groups: r.Groups, Object: ns, OldObject: ns}
+	plan, err := b.Plan(ctx, in)
+	if err != nil {
+		return ctrl.Result{}, fmt.Errorf("evaluating the plan of %s: %w", ns.Name, err)
+	}
+	if plan == nil {
+		v, err := b.Validate(ctx, in)
+		if err != nil {
+			return ctrl.Result{}, fmt.Errorf("evaluating the policy for %s: %w", ns.Name, err)
+		}
+		msg := "the policy defines no provisioning plan for this namespace"
+		if !v.Allowed() {
+			msg = "the namespace breaks the current policy: " + v.Message()
+		}
+		return ctrl.Result{}, r.setCondition(ctx, ns, nil, corev1.ConditionFalse, ReasonPolicyViolation, msg)
+	}
+
+	wf, err := NewWorkflow(ns, plan, ns.Annotations[ReprovisionAnnotation], r.Options)
+	if err != nil {
+		return ctrl.Result{}, r.setCondition(ctx, ns, nil, corev1.ConditionFalse, ReasonPolicyViolation, err.Error())
+	}
+
+	existing := &wfv1.Workflow{}
+	err = r.Client.Get(ctx, client.ObjectKeyFromObject(wf), existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		tmpl := &wfv1.WorkflowTemplate{}
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Options.ArgoNamespace, Name: r.Options.TemplateName}, tmpl); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return ctrl.Result{}, fmt.Errorf("reading WorkflowTemplate %s/%s: %w", r.Options.ArgoNamespace, r.Options.TemplateName, err)
+			}
+			msg := fmt.Sprintf("WorkflowTemplate %s/%s is not installed; install the nsprov chart, which creates it", r.Options.ArgoNamespace, r.Options.TemplateName)
+			logger.Info("cannot provision yet", "namespace", ns.Name, "reason", msg)
+			if err := r.setCondition(ctx, ns, nil, corev1.ConditionFalse, ReasonTemplateNotFound, msg); err != nil {
+				return ctrl.Result{}, err
+			}
+			return ctrl.Result{RequeueAfter: r.TemplateRetry}, nil
+		}
+		if err := r.Client.Create(ctx, wf); err != nil && !apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{}, fmt.Errorf("creating Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
+		} else if err == nil {
+			logger.Info("provisioning started", "namespace", ns.Name, "workflow", wf.Name)
+			r.Events.Eventf(ns, wf, corev1.EventTypeNormal, "ProvisioningStarted", "Provision",
+				"started Workflow %s/%s", wf.Namespace, wf.Name)
+		}
+		existing = wf
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("reading Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
+	}
+
+	ref := existing.Namespace + "/" + existing.Name
+	if ns.Annotations[WorkflowAnnotation] != ref {
+		patch := client.MergeFrom(ns.DeepCopy())
+		ns.Annotations[WorkflowAnnotation] = ref
+		if err := r.Client.Patch(ctx, ns, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("annotating %s with its workflow: %w", ns.Name, err)
+		}
+	}
+
+	status, reason, msg := conditionFor(existing)
+	if err := r.setCondition(ctx, ns, existing, status, reason, msg); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.prune(ctx, ns, existing.Name)
+}
+
+// conditionFor maps a Workflow's phase to the Provisioned condition.
+func conditionFor(wf *wfv1.Workflow) (corev1.ConditionStatus, string, string) {
+	name := wf.Namespace + "/" + wf.Name
+	switch wf.Status.Phase {
+	case wfv1.WorkflowSucceeded:
+		return corev1.ConditionTrue, ReasonSucceeded, fmt.Sprintf("Workflow %s succeeded", name)
+	case wfv1.WorkflowFailed, wfv1.WorkflowError:
+		msg := wf.Status.Message
+		if msg == "" {
+			msg = "no message"
+		}
+		return corev1.ConditionFalse, ReasonFailed, fmt.Sprintf("Workflow %s failed: %s", name, msg)
+	case wfv1.WorkflowRunning:
+		return corev1.ConditionUnknown, ReasonRunning, fmt.Sprintf("Workflow %s is running (%s)", name, wf.Status.Progress)
+	default:
+		return corev1.ConditionUnknown, ReasonPending, fmt.Sprintf("Workflow %s is pending", name)
+	}
+}
+
+// setCondition writes the Provisioned condition when it changed, and records
+// an Event on a change into Succeeded, Failed or a problem.
+func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string) error {
+	var cur *corev1.NamespaceCondition
+	for i := range ns.Status.Conditions {
+		if ns.Status.Conditions[i].Type == ConditionProvisioned {
+			cur = &ns.Status.Conditions[i]
+		}
+	}
+	if cur != nil && cur.Status == status && cur.Reason == reason && cur.Message == msg {
+		return nil
+	}
+	changed := cur == nil || cur.Status != status || cur.Reason != reason
+	now := metav1.Now()
+	next := corev1.NamespaceCondition{Type: ConditionProvisioned, Status: status, Reason: reason, Message: msg, LastTransitionTime: now}
+	if cur != nil && cur.Status == status {
+		next.LastTransitionTime = cur.LastTransitionTime
+	}
+	if cur == nil {
+		ns.Status.Conditions = append(ns.Status.Conditions, next)
+	} else {
+		*cur = next
+	}
+	if err := r.Client.Status().Update(ctx, ns); err != nil {
+		return fmt.Errorf("setting condition %s=%s on %s: %w", ConditionProvisioned, status, ns.Name, err)
+	}
+	if !changed {
+		return nil
+	}
+	var related = wfOrNil(wf)
+	switch reason {
+	case ReasonSucceeded:
+		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningSucceeded", "Provision", "%s", msg)
+	case ReasonFailed, ReasonTemplateNotFound, ReasonPolicyViolation:
+		r.Events.Eventf(ns, related, corev1.EventTypeWarning, "Provisioning"+reason, "Provision", "%s", truncate(msg, 1000))
+	}
+	return nil
+}
+
+func wfOrNil(wf *wfv1.Workflow) client.Object {
+	if wf == nil {
+		return nil
+	}
+	return wf
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// prune deletes the oldest Workflows of a namespace beyond KeepWorkflows,
+// never the current one.
+func (r *Reconciler) prune(ctx context.Context, ns *corev1.Namespace, current string) error {
+	list := &wfv1.WorkflowList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.ArgoNamespace), client.MatchingLabels{NamespaceLabel: ns.Name}); err != nil {
+		return fmt.Errorf("listing the workflows of %s: %w", ns.Name, err)
+	}
+	if len(list.Items) <= r.KeepWorkflows {
+		return nil
+	}
+	items := list.Items
+	sort.Slice(items, func(i, j int) bool {
+		ti, tj := items[i].CreationTimestamp, items[j].CreationTimestamp
+		if ti.Equal(&tj) {
+			return items[i].Name < items[j].Name
+		}
+		return ti.Before(&tj)
+	})
+	var errs []error
+	for i := 0; i < len(items)-r.KeepWorkflows; i++ {
+		if items[i].Name == current {
+			continue
+		}
+		if err := r.Client.Delete(ctx, &items[i]); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ArgoInstalled reports whether the API server serves Argo's Workflow and
+// WorkflowTemplate kinds.
+func ArgoInstalled(d discovery.DiscoveryInterface) error {
+	gv := wfv1.SchemeGroupVersion.String()
+	res, err := d.ServerResourcesForGroupVersion(gv)
+	if err != nil {
+		return fmt.Errorf("the API server does not serve %s (%s): install Argo Workflows and its CRDs", gv, strings.TrimSpace(err.Error()))
+	}
+	for _, kind := range []string{"Workflow", "WorkflowTemplate"} {
+		found := false
+		for _, r := range res.APIResources {
+			found = found || r.Kind == kind
+		}
+		if !found {
+			return fmt.Errorf("the API server does not serve %s %s: install Argo Workflows and its CRDs", gv, kind)
+		}
+	}
+	return nil
+}
