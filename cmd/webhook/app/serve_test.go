@@ -147,6 +147,8 @@ func TestServeOptionsValid(t *testing.T) {
 	want := ServeOptions{
 		WebhookPort: 9443, CertName: "tls.crt", KeyName: "tls.key", MetricsAddr: ":8080", ProbeAddr: ":8081",
 		PolicyPollInterval: 2 * time.Second, DecisionCacheSize: 4096, LogFormat: "json",
+		Controller: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
+		Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true,
 	}
 	if *o != want {
 		t.Errorf("defaults %+v, want %+v", *o, want)
