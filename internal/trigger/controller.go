@@ -18,8 +18,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/nsprov/nsprov/internal/policy"
 )
@@ -99,7 +101,31 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return ok && IsRequested(ns)
 		}))).
 		Owns(&wfv1.Workflow{}).
+		// A WorkflowTemplate that appears unblocks the namespaces waiting for it.
+		Watches(&wfv1.WorkflowTemplate{}, handler.EnqueueRequestsFromMapFunc(r.waitingForTemplate)).
 		Complete(r)
+}
+
+// waitingForTemplate lists the namespaces whose condition says the template
+// was missing.
+func (r *Reconciler) waitingForTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+	if o.GetNamespace() != r.Options.ArgoNamespace || o.GetName() != r.Options.TemplateName {
+		return nil
+	}
+	list := &corev1.NamespaceList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		log.FromContext(ctx).Error(err, "listing namespaces waiting for the WorkflowTemplate")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, ns := range list.Items {
+		for _, c := range ns.Status.Conditions {
+			if c.Type == ConditionProvisioned && c.Reason == ReasonTemplateNotFound {
+				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: ns.Name}})
+			}
+		}
+	}
+	return reqs
 }
 
 // Reconcile implements reconcile.Reconciler.

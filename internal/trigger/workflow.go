@@ -54,6 +54,8 @@ func Parameters(plan map[string]any) ([]wfv1.Parameter, error) {
 		"egress-to":              p.json("network_policy", "allow_egress_to"),
 		"namespace-labels":       p.json("namespace_labels"),
 	}
+	params["allow-feature-ingress"] = fmt.Sprint(params["ingress-from"] != "[]" && params["ingress-from"] != "")
+	params["allow-feature-egress"] = fmt.Sprint(params["egress-to"] != "[]" && params["egress-to"] != "")
 	if len(p.errs) > 0 {
 		return nil, fmt.Errorf("the policy's plan cannot drive %s: %s", TemplateName, strings.Join(p.errs, "; "))
 	}

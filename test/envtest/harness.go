@@ -7,26 +7,37 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/yaml"
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/policy"
+	"github.com/nsprov/nsprov/internal/trigger"
+	"github.com/nsprov/nsprov/test/envtest/argorunner"
 )
 
 // Options configure the harness.
@@ -51,12 +62,16 @@ type Env struct {
 	env    *crenvtest.Environment
 	cancel context.CancelFunc
 	done   chan error
+	tmpDir string
 }
 
 // Scheme is the scheme of the harness's clients.
 var Scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := wfv1.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	return s
@@ -68,22 +83,40 @@ func AssetsDir() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
 	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", fmt.Errorf("KUBEBUILDER_ASSETS is not set and %w", err)
+	}
+	assets := filepath.Join(root, "bin", "k8s")
+	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
+		return "", fmt.Errorf("no kube-apiserver in %s: run `make envtest-assets` (or `make test`), or set KUBEBUILDER_ASSETS", assets)
+	}
+	return assets, nil
+}
+
+// RepoRoot is the directory of nsprov's go.mod above the working directory.
+func RepoRoot() (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for dir := wd; ; dir = filepath.Dir(dir) {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			assets := filepath.Join(dir, "bin", "k8s")
-			if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
-				return "", fmt.Errorf("no kube-apiserver in %s: run `make envtest-assets` (or `make test`), or set KUBEBUILDER_ASSETS", assets)
-			}
-			return assets, nil
+			return dir, nil
 		}
 		if filepath.Dir(dir) == dir {
-			return "", errors.New("KUBEBUILDER_ASSETS is not set and no go.mod was found above the working directory")
+			return "", errors.New("no go.mod was found above the working directory")
 		}
 	}
+}
+
+// ModuleDir is where the Go module cache holds a dependency's sources.
+func ModuleDir(module string) (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
+	if err != nil {
+		return "", fmt.Errorf("finding module %s (go list -m): %w", module, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // Start starts etcd, kube-apiserver and nsprov's webhooks, and returns once
@@ -115,8 +148,16 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	for _, w := range validating.Webhooks {
 		trimPath(&w.ClientConfig)
 	}
+	argoDir, err := ModuleDir("github.com/argoproj/argo-workflows/v3")
+	if err != nil {
+		return nil, err
+	}
 	env := &crenvtest.Environment{
-		BinaryAssetsDirectory:    assets,
+		BinaryAssetsDirectory: assets,
+		CRDInstallOptions: crenvtest.CRDInstallOptions{
+			Paths:              []string{filepath.Join(argoDir, "manifests", "base", "crds", "full")},
+			ErrorIfPathMissing: true,
+		},
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 		Scheme:                   Scheme,
@@ -129,7 +170,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane from %s: %w", assets, err)
 	}
-	e := &Env{Config: cfg, Policies: store, env: env, done: make(chan error, 2)}
+	e := &Env{Config: cfg, Policies: store, env: env, done: make(chan error, 4)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -162,8 +203,96 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err := e.grantNamespaceAccess(ctx); err != nil {
 		return nil, err
 	}
+	if err := e.startProvisioning(ctx, runCtx, assets); err != nil {
+		return nil, err
+	}
 	ok = true
 	return e, nil
+}
+
+// Identities of nsprov's controller and of the workflow steps; the policy data
+// lists both among nsprov's own identities.
+const (
+	ControllerUser  = "system:serviceaccount:nsprov-system:nsprov"
+	ProvisionerUser = "system:serviceaccount:argo:nsprov-provisioner"
+	ArgoNamespace   = "argo"
+)
+
+// startProvisioning creates the Argo namespace and the nsprov-provision
+// WorkflowTemplate from the chart, then runs the trigger controller (as
+// nsprov's service account) and the local runner of Workflows (as the
+// provisioner's), both in process.
+func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string) error {
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ArgoNamespace}}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", ArgoNamespace, err)
+	}
+	tmpl, err := LoadWorkflowTemplate(root)
+	if err != nil {
+		return err
+	}
+	if err := e.Client.Create(ctx, tmpl); err != nil {
+		return fmt.Errorf("installing WorkflowTemplate %s: %w", tmpl.Name, err)
+	}
+
+	// The controller, as nsprov's service account (RBAC: system:masters).
+	cfg, err := e.User(ControllerUser, "system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:masters")
+	if err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&wfv1.Workflow{}:         {Namespaces: map[string]cache.Config{ArgoNamespace: {}}},
+			&wfv1.WorkflowTemplate{}: {Namespaces: map[string]cache.Config{ArgoNamespace: {}}},
+		}},
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
+	}
+	if err := app.SetupController(mgr, e.Policies, ArgoNamespace, trigger.TemplateName, ControllerUser); err != nil {
+		return err
+	}
+	go func() { e.done <- mgr.Start(runCtx) }()
+
+	// The runner of Workflows, as the provisioner (RBAC: system:masters).
+	kubeconfig, err := e.UserKubeconfig(ProvisionerUser, "system:serviceaccounts", "system:serviceaccounts:argo", "system:masters")
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "nsprov-envtest-")
+	if err != nil {
+		return err
+	}
+	e.tmpDir = dir
+	kcPath := filepath.Join(dir, "provisioner.kubeconfig")
+	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
+		return err
+	}
+	runner := argorunner.New(e.Client, ArgoNamespace, filepath.Join(assets, "kubectl"), kcPath)
+	go func() { e.done <- runner.Start(runCtx) }()
+	return nil
+}
+
+// LoadWorkflowTemplate reads the chart's nsprov-provision WorkflowTemplate
+// spec (charts/nsprov/files/provision-workflow.yaml under root).
+func LoadWorkflowTemplate(root string) (*wfv1.WorkflowTemplate, error) {
+	path := filepath.Join(root, "charts", "nsprov", "files", "provision-workflow.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &wfv1.WorkflowTemplate{ObjectMeta: metav1.ObjectMeta{Name: trigger.TemplateName, Namespace: ArgoNamespace}}
+	if err := yaml.UnmarshalStrict(data, &tmpl.Spec); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return tmpl, nil
 }
 
 // trimPath drops the leading slash of a service path: envtest joins it to
@@ -233,10 +362,13 @@ func (e *Env) UserKubeconfig(name string, groups ...string) ([]byte, error) {
 	return u.KubeConfig()
 }
 
-// Stop stops the webhooks and the control plane.
+// Stop stops the webhooks, the controller, the runner and the control plane.
 func (e *Env) Stop() error {
 	if e.cancel != nil {
 		e.cancel()
+	}
+	if e.tmpDir != "" {
+		_ = os.RemoveAll(e.tmpDir)
 	}
 	return e.env.Stop()
 }

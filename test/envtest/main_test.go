@@ -7,7 +7,9 @@ import (
 	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nsprov/nsprov/internal/admission"
@@ -89,6 +91,19 @@ type user struct {
 	name     string
 	client   client.Client
 	warnings *warnings
+}
+
+// update applies change to the stored namespace as u, and retries when
+// another writer (nsprov's controller, say) updated it in between.
+func (u *user) update(ctx context.Context, name string, change func(*corev1.Namespace)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ns := &corev1.Namespace{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+			return err
+		}
+		change(ns)
+		return u.client.Update(ctx, ns)
+	})
 }
 
 func newUser(t *testing.T, name string, groups ...string) *user {

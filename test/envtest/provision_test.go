@@ -1,0 +1,251 @@
+package envtest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nsprov/nsprov/internal/trigger"
+)
+
+// provisioned waits until the namespace's Provisioned condition has the
+// status, as `kubectl wait --for=condition=Provisioned` would, and returns
+// the namespace.
+func waitCondition(t *testing.T, name string, status corev1.ConditionStatus, reason string) *corev1.Namespace {
+	t.Helper()
+	var ns *corev1.Namespace
+	eventually(t, fmt.Sprintf("namespace %s condition Provisioned=%s (%s)", name, status, reason), func() error {
+		ns = get(t, name)
+		for _, c := range ns.Status.Conditions {
+			if c.Type == trigger.ConditionProvisioned {
+				if c.Status == status && c.Reason == reason {
+					return nil
+				}
+				return fmt.Errorf("condition is %s/%s: %s", c.Status, c.Reason, c.Message)
+			}
+		}
+		return fmt.Errorf("no Provisioned condition yet (annotations %v)", ns.Annotations)
+	})
+	return ns
+}
+
+// waitWorkflowChange waits until the namespace's workflow annotation names a
+// workflow other than previous and that workflow has provisioned it.
+func waitNewWorkflow(t *testing.T, name, previous string) *corev1.Namespace {
+	t.Helper()
+	eventually(t, "a new workflow for "+name, func() error {
+		if w := get(t, name).Annotations[trigger.WorkflowAnnotation]; w == "" || w == previous {
+			return fmt.Errorf("workflow annotation still %q", w)
+		}
+		return nil
+	})
+	return waitCondition(t, name, corev1.ConditionTrue, trigger.ReasonSucceeded)
+}
+
+func networkPolicies(t *testing.T, ns string) map[string]networkingv1.NetworkPolicy {
+	t.Helper()
+	list := &networkingv1.NetworkPolicyList{}
+	if err := env.Client.List(context.Background(), list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]networkingv1.NetworkPolicy{}
+	for _, np := range list.Items {
+		if np.Labels["app.kubernetes.io/managed-by"] != "nsprov" {
+			t.Errorf("network policy %s/%s is not labelled managed-by nsprov: %v", ns, np.Name, np.Labels)
+		}
+		out[np.Name] = np
+	}
+	return out
+}
+
+func policyNames(m map[string]networkingv1.NetworkPolicy) []string {
+	var names []string
+	for n := range m {
+		names = append(names, n)
+	}
+	return names
+}
+
+func TestProvisioning(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	alice := newUser(t, "alice", "team-payments")
+	if err := alice.client.Create(ctx, request("ledger-dev", "payments", "development", map[string]string{featuresKey: "istio"})); err != nil {
+		t.Fatal(err)
+	}
+	ns := waitCondition(t, "ledger-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
+	ref := ns.Annotations[trigger.WorkflowAnnotation]
+	if !strings.HasPrefix(ref, ArgoNamespace+"/nsprov-") {
+		t.Fatalf("workflow annotation = %q", ref)
+	}
+
+	wf := &wfv1.Workflow{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ArgoNamespace, Name: strings.TrimPrefix(ref, ArgoNamespace+"/")}, wf); err != nil {
+		t.Fatal(err)
+	}
+	if len(wf.OwnerReferences) != 1 || wf.OwnerReferences[0].UID != ns.UID || wf.Labels[trigger.NamespaceLabel] != "ledger-dev" {
+		t.Errorf("workflow owner %v labels %v, want owned by the namespace", wf.OwnerReferences, wf.Labels)
+	}
+
+	quota := &corev1.ResourceQuota{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "ledger-dev", Name: "nsprov-quota"}, quota); err != nil {
+		t.Fatal(err)
+	}
+	for res, want := range map[corev1.ResourceName]string{
+		"requests.cpu": "2", "limits.cpu": "2", "requests.memory": "4Gi", "limits.memory": "4Gi", "requests.storage": "20Gi",
+	} {
+		if got := quota.Spec.Hard[res]; got.Cmp(resource.MustParse(want)) != 0 {
+			t.Errorf("quota %s = %s, want %s", res, got.String(), want)
+		}
+	}
+	limits := &corev1.LimitRange{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "ledger-dev", Name: "nsprov-limits"}, limits); err != nil {
+		t.Fatal(err)
+	}
+	if d := limits.Spec.Limits[0].Default[corev1.ResourceCPU]; d.String() != "500m" {
+		t.Errorf("container default cpu = %s, want 500m", d.String())
+	}
+	rb := &rbacv1.RoleBinding{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "ledger-dev", Name: "nsprov-team-edit"}, rb); err != nil {
+		t.Fatal(err)
+	}
+	if rb.RoleRef.Name != "edit" || len(rb.Subjects) != 1 || rb.Subjects[0].Name != "team-payments" || rb.Subjects[0].Kind != "Group" {
+		t.Errorf("role binding %+v %+v, want group team-payments bound to edit", rb.RoleRef, rb.Subjects)
+	}
+	nps := networkPolicies(t, "ledger-dev")
+	for _, want := range []string{"nsprov-default-deny", "nsprov-allow-dns", "nsprov-allow-same-namespace", "nsprov-allow-feature-ingress", "nsprov-allow-feature-egress"} {
+		if _, ok := nps[want]; !ok {
+			t.Errorf("network policy %s missing; have %v", want, policyNames(nps))
+		}
+	}
+	if _, ok := nps["nsprov-allow-team"]; ok {
+		t.Errorf("isolated mode got the team policy")
+	}
+	if ns.Labels["istio-injection"] != "enabled" {
+		t.Errorf("feature istio did not label the namespace: %v", ns.Labels)
+	}
+	wantEvents(t, "ledger-dev", "ProvisioningStarted", "ProvisioningSucceeded")
+
+	// Open mode and no features: the default deny and the feature policies
+	// go, and so does the istio label.
+	if err := alice.update(ctx, "ledger-dev", func(ns *corev1.Namespace) {
+		ns.Annotations[netpolKey] = "open"
+		delete(ns.Annotations, featuresKey)
+	}); err != nil {
+		t.Fatalf("alice opening ledger-dev: %v", err)
+	}
+	ns = waitNewWorkflow(t, "ledger-dev", ref)
+	if nps := networkPolicies(t, "ledger-dev"); len(nps) != 0 {
+		t.Errorf("open mode left network policies behind: %v", policyNames(nps))
+	}
+	if _, ok := ns.Labels["istio-injection"]; ok {
+		t.Errorf("removing the istio feature left its label: %v", ns.Labels)
+	}
+
+	// A tier change re-provisions the quota.
+	ref = ns.Annotations[trigger.WorkflowAnnotation]
+	if err := alice.update(ctx, "ledger-dev", func(ns *corev1.Namespace) { ns.Annotations[tierKey] = "medium" }); err != nil {
+		t.Fatal(err)
+	}
+	waitNewWorkflow(t, "ledger-dev", ref)
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "ledger-dev", Name: "nsprov-quota"}, quota); err != nil {
+		t.Fatal(err)
+	}
+	if got := quota.Spec.Hard["requests.cpu"]; got.String() != "4" {
+		t.Errorf("quota after the tier change: requests.cpu = %s, want 4", got.String())
+	}
+}
+
+func TestReprovisionRunsThePlanAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	alice := newUser(t, "alice", "team-payments")
+	if err := alice.client.Create(ctx, request("again-dev", "payments", "development", nil)); err != nil {
+		t.Fatal(err)
+	}
+	ns := waitCondition(t, "again-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
+	ref := ns.Annotations[trigger.WorkflowAnnotation]
+	// Someone deletes the quota; asking again restores it.
+	q := &corev1.ResourceQuota{}
+	q.Namespace, q.Name = "again-dev", "nsprov-quota"
+	if err := env.Client.Delete(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.update(ctx, "again-dev", func(ns *corev1.Namespace) { ns.Annotations[trigger.ReprovisionAnnotation] = "1" }); err != nil {
+		t.Fatal(err)
+	}
+	waitNewWorkflow(t, "again-dev", ref)
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(q), q); err != nil {
+		t.Errorf("reprovisioning did not restore the quota: %v", err)
+	}
+}
+
+// TestMissingTemplate runs alone (not parallel): it removes the
+// WorkflowTemplate every other provisioning test needs, then puts it back.
+func TestMissingTemplate(t *testing.T) {
+	ctx := context.Background()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := LoadWorkflowTemplate(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Client.Delete(ctx, tmpl.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	defer func() {
+		if !restored {
+			_ = env.Client.Create(ctx, tmpl.DeepCopy())
+		}
+	}()
+	alice := newUser(t, "alice", "team-payments")
+	if err := alice.client.Create(ctx, request("waiting-dev", "payments", "development", nil)); err != nil {
+		t.Fatal(err)
+	}
+	ns := waitCondition(t, "waiting-dev", corev1.ConditionFalse, trigger.ReasonTemplateNotFound)
+	for _, c := range ns.Status.Conditions {
+		if c.Type == trigger.ConditionProvisioned && !strings.Contains(c.Message, "argo/nsprov-provision is not installed") {
+			t.Errorf("condition message %q does not name the template", c.Message)
+		}
+	}
+	wantEvents(t, "waiting-dev", "ProvisioningTemplateNotFound")
+	if err := env.Client.Create(ctx, tmpl.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	waitCondition(t, "waiting-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
+}
+
+func wantEvents(t *testing.T, namespace string, reasons ...string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("events %v on %s", reasons, namespace), func() error {
+		list := &eventsv1.EventList{}
+		if err := env.Client.List(context.Background(), list); err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "Namespace" && e.Regarding.Name == namespace {
+				seen[e.Reason] = true
+			}
+		}
+		for _, r := range reasons {
+			if !seen[r] {
+				return fmt.Errorf("no %s event; have %v", r, seen)
+			}
+		}
+		return nil
+	})
+}
