@@ -12,12 +12,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -80,6 +83,8 @@ type Reconciler struct {
 	// TemplateRetry is how long to wait before looking for a missing
 	// WorkflowTemplate again (default 30s).
 	TemplateRetry time.Duration
+	// MaxConcurrentReconciles is how many namespaces are reconciled at once (default 4).
+	MaxConcurrentReconciles int
 }
 
 // SetupWithManager registers the controller: it watches requested Namespaces
@@ -94,8 +99,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Options.TemplateName == "" {
 		r.Options.TemplateName = TemplateName
 	}
+	if r.MaxConcurrentReconciles == 0 {
+		r.MaxConcurrentReconciles = 4
+	}
+	if err := registerMetrics(r.Client, r.Options.ArgoNamespace); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nsprov-trigger").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		For(&corev1.Namespace{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			ns, ok := o.(*corev1.Namespace)
 			return ok && IsRequested(ns)
@@ -255,6 +267,9 @@ func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf 
 		return nil
 	}
 	var related = wfOrNil(wf)
+	if wf != nil && (reason == ReasonSucceeded || reason == ReasonFailed) {
+		observeRun(wf, reason)
+	}
 	switch reason {
 	case ReasonSucceeded:
 		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningSucceeded", "Provision", "%s", msg)
@@ -306,6 +321,17 @@ func (r *Reconciler) prune(ctx context.Context, ns *corev1.Namespace, current st
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CacheOptions restricts what the controller caches to what it needs: the
+// Workflows nsprov created (by label) and the WorkflowTemplates, in the Argo
+// namespace only.
+func CacheOptions(argoNamespace string) map[client.Object]cache.ByObject {
+	ns := map[string]cache.Config{argoNamespace: {}}
+	return map[client.Object]cache.ByObject{
+		&wfv1.Workflow{}:         {Namespaces: ns, Label: labels.SelectorFromSet(labels.Set{ManagedByLabel: "nsprov"})},
+		&wfv1.WorkflowTemplate{}: {Namespaces: ns},
+	}
 }
 
 // ArgoInstalled reports whether the API server serves Argo's Workflow and

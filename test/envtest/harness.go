@@ -48,6 +48,9 @@ type Options struct {
 	Logger logr.Logger
 	// Recorder receives every admission decision (default: logged to Logger).
 	Recorder admission.Recorder
+	// NoRunner leaves Workflows unrun (they stay Pending), for measurements
+	// of the controller alone.
+	NoRunner bool
 }
 
 // Env is a running control plane with nsprov's webhooks registered.
@@ -203,7 +206,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err := e.grantNamespaceAccess(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.startProvisioning(ctx, runCtx, assets); err != nil {
+	if err := e.startProvisioning(ctx, runCtx, assets, !o.NoRunner); err != nil {
 		return nil, err
 	}
 	ok = true
@@ -222,7 +225,7 @@ const (
 // WorkflowTemplate from the chart, then runs the trigger controller (as
 // nsprov's service account) and the local runner of Workflows (as the
 // provisioner's), both in process.
-func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string) error {
+func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runner bool) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -238,28 +241,12 @@ func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string) erro
 		return fmt.Errorf("installing WorkflowTemplate %s: %w", tmpl.Name, err)
 	}
 
-	// The controller, as nsprov's service account (RBAC: system:masters).
-	cfg, err := e.User(ControllerUser, "system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:masters")
-	if err != nil {
+	if err := e.StartController(runCtx); err != nil {
 		return err
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&wfv1.Workflow{}:         {Namespaces: map[string]cache.Config{ArgoNamespace: {}}},
-			&wfv1.WorkflowTemplate{}: {Namespaces: map[string]cache.Config{ArgoNamespace: {}}},
-		}},
-		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		return fmt.Errorf("creating the controller manager: %w", err)
+	if !runner {
+		return nil
 	}
-	if err := app.SetupController(mgr, e.Policies, ArgoNamespace, trigger.TemplateName, ControllerUser); err != nil {
-		return err
-	}
-	go func() { e.done <- mgr.Start(runCtx) }()
 
 	// The runner of Workflows, as the provisioner (RBAC: system:masters).
 	kubeconfig, err := e.UserKubeconfig(ProvisionerUser, "system:serviceaccounts", "system:serviceaccounts:argo", "system:masters")
@@ -275,8 +262,34 @@ func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string) erro
 	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
 		return err
 	}
-	runner := argorunner.New(e.Client, ArgoNamespace, filepath.Join(assets, "kubectl"), kcPath)
-	go func() { e.done <- runner.Start(runCtx) }()
+	r := argorunner.New(e.Client, ArgoNamespace, filepath.Join(assets, "kubectl"), kcPath)
+	go func() { e.done <- r.Start(runCtx) }()
+	return nil
+}
+
+// StartController runs a provisioning controller, as nsprov's service
+// account, until ctx ends. Start runs one; a test can start more, as extra or
+// restarted replicas would be.
+func (e *Env) StartController(ctx context.Context) error {
+	cfg, err := e.User(ControllerUser, "system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:masters")
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = 50, 100 // as nsprov serve's defaults
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{ByObject: trigger.CacheOptions(ArgoNamespace)},
+		Controller:             ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
+	}
+	if err := app.SetupController(mgr, e.Policies, ArgoNamespace, trigger.TemplateName, ControllerUser, 4); err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
 	return nil
 }
 

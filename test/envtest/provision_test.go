@@ -7,11 +7,14 @@ import (
 	"testing"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nsprov/nsprov/internal/trigger"
@@ -94,6 +97,18 @@ func TestProvisioning(t *testing.T) {
 	}
 	if len(wf.OwnerReferences) != 1 || wf.OwnerReferences[0].UID != ns.UID || wf.Labels[trigger.NamespaceLabel] != "ledger-dev" {
 		t.Errorf("workflow owner %v labels %v, want owned by the namespace", wf.OwnerReferences, wf.Labels)
+	}
+	args := map[string]string{}
+	for _, p := range wf.Spec.Arguments.Parameters {
+		args[p.Name] = p.Value.String()
+	}
+	for k, v := range map[string]string{
+		"namespace": "ledger-dev", "team": "payments", "tier": "small", "quota-cpu": "2", "quota-memory": "4Gi",
+		"default-deny": "true", "allow-feature-ingress": "true", "ingress-from": `["istio-system"]`,
+	} {
+		if args[k] != v {
+			t.Errorf("workflow argument %s = %q, want %q", k, args[k], v)
+		}
 	}
 
 	quota := &corev1.ResourceQuota{}
@@ -248,4 +263,88 @@ func wantEvents(t *testing.T, namespace string, reasons ...string) {
 		}
 		return nil
 	})
+}
+
+// TestFailingStep blocks the quota of one namespace with a
+// ValidatingAdmissionPolicy, so the workflow's quota step fails; the
+// namespace reports Failed with kubectl's message.
+func TestFailingStep(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "block-broken-dev-quota"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"resourcequotas"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "object.metadata.namespace != 'broken-dev' && object.metadata.name != 'vap-probe'",
+				Message:    "quotas are blocked here by the test",
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "block-broken-dev-quota"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	for _, o := range []client.Object{policy, binding} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The API server takes a moment to load the policy: probe until it denies.
+	eventually(t, "the admission policy in force", func() error {
+		probe := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "vap-probe", Namespace: "default"}}
+		if err := env.Client.Create(ctx, probe, client.DryRunAll); err == nil {
+			return fmt.Errorf("probe quota still allowed")
+		}
+		return nil
+	})
+	alice := newUser(t, "alice", "team-payments")
+	if err := alice.client.Create(ctx, request("broken-dev", "payments", "development", nil)); err != nil {
+		t.Fatal(err)
+	}
+	ns := waitCondition(t, "broken-dev", corev1.ConditionFalse, trigger.ReasonFailed)
+	for _, c := range ns.Status.Conditions {
+		if c.Type == trigger.ConditionProvisioned && (!strings.Contains(c.Message, "quota") || !strings.Contains(c.Message, "quotas are blocked here by the test")) {
+			t.Errorf("condition message %q does not carry the failed step and kubectl's message", c.Message)
+		}
+	}
+	wantEvents(t, "broken-dev", "ProvisioningStarted", "ProvisioningFailed")
+}
+
+// TestRacingControllersCreateOneWorkflow starts a second controller, as a
+// restarted or extra replica would be, while a namespace is provisioned:
+// there is still exactly one Workflow for it.
+func TestRacingControllersCreateOneWorkflow(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := env.StartController(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice := newUser(t, "alice", "team-payments")
+	if err := alice.client.Create(ctx, request("race-dev", "payments", "development", nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, "race-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
+	cancel() // the second controller goes away mid-life, as in a restart
+	list := &wfv1.WorkflowList{}
+	if err := env.Client.List(context.Background(), list, client.InNamespace(ArgoNamespace), client.MatchingLabels{trigger.NamespaceLabel: "race-dev"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 {
+		var names []string
+		for _, w := range list.Items {
+			names = append(names, w.Name)
+		}
+		t.Errorf("%d workflows for race-dev, want 1: %v", len(list.Items), names)
+	}
 }

@@ -23,7 +23,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -67,11 +66,16 @@ type ServeOptions struct {
 	// Identity is the username the controller evaluates plans as; the policy
 	// data must list it among nsprov's own identities (manager_users).
 	Identity string
+	// ConcurrentReconciles is how many namespaces the controller works on at once.
+	ConcurrentReconciles int
 	// LeaderElect makes one replica at a time run the controller.
 	LeaderElect bool
 	// LeaderElectionNamespace holds the leader election Lease (default: the
 	// namespace nsprov runs in).
 	LeaderElectionNamespace string
+	// KubeAPIQPS and KubeAPIBurst bound nsprov's requests to the API server.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
 	// LogFormat is json or text.
 	LogFormat string
 	// LogLevel is the verbosity: 0 logs denials and errors, 1 every decision.
@@ -95,8 +99,11 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ArgoNamespace, "argo-namespace", "argo", "namespace of the WorkflowTemplate and of the Workflows nsprov creates")
 	fs.StringVar(&o.WorkflowTemplate, "workflow-template", trigger.TemplateName, "WorkflowTemplate the controller runs for each namespace")
 	fs.StringVar(&o.Identity, "identity", "system:serviceaccount:nsprov-system:nsprov", "username the controller evaluates plans as (listed in the policy's manager_users)")
+	fs.IntVar(&o.ConcurrentReconciles, "concurrent-reconciles", 4, "how many namespaces the controller reconciles at once")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the controller; the webhooks run on every replica")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the namespace nsprov runs in)")
+	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", 50, "requests per second nsprov may send to the API server")
+	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", 100, "burst of requests nsprov may send to the API server")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
 	fs.IntVarP(&o.LogLevel, "verbosity", "v", 0, "log verbosity: 0 logs denials and errors, 1 every admission decision")
 }
@@ -139,6 +146,12 @@ func (o *ServeOptions) Validate() error {
 	}
 	if o.Controller && (o.ArgoNamespace == "" || o.WorkflowTemplate == "" || o.Identity == "") {
 		errs = append(errs, errors.New("--argo-namespace, --workflow-template and --identity must not be empty while --controller is on"))
+	}
+	if o.Controller && o.ConcurrentReconciles < 1 {
+		errs = append(errs, fmt.Errorf("--concurrent-reconciles %d must be at least 1", o.ConcurrentReconciles))
+	}
+	if o.KubeAPIQPS <= 0 || o.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps %g and --kube-api-burst %d must be positive", o.KubeAPIQPS, o.KubeAPIBurst))
 	}
 	if o.DecisionCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("--decision-cache-size %d must not be negative; use 0 to disable the cache", o.DecisionCacheSize))
@@ -206,6 +219,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	if err != nil {
 		return usageError(fmt.Errorf("no Kubernetes API configuration: %w; pass --kubeconfig or run in a cluster", err))
 	}
+	cfg.QPS, cfg.Burst = o.KubeAPIQPS, o.KubeAPIBurst
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
@@ -237,10 +251,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	var cacheOpts cache.Options
 	if controller {
 		// The controller only reads Workflows in the Argo namespace.
-		cacheOpts.ByObject = map[client.Object]cache.ByObject{
-			&wfv1.Workflow{}:         {Namespaces: map[string]cache.Config{o.ArgoNamespace: {}}},
-			&wfv1.WorkflowTemplate{}: {Namespaces: map[string]cache.Config{o.ArgoNamespace: {}}},
-		}
+		cacheOpts.ByObject = trigger.CacheOptions(o.ArgoNamespace)
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
@@ -264,7 +275,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 		return err
 	}
 	if controller {
-		if err := SetupController(mgr, store, o.ArgoNamespace, o.WorkflowTemplate, o.Identity); err != nil {
+		if err := SetupController(mgr, store, o.ArgoNamespace, o.WorkflowTemplate, o.Identity, o.ConcurrentReconciles); err != nil {
 			return fmt.Errorf("setting up the provisioning controller: %w", err)
 		}
 	}
@@ -288,7 +299,7 @@ func RegisterWebhooks(server webhook.Server, store *policy.Store, rec nsadmissio
 }
 
 // SetupController registers the provisioning controller with mgr.
-func SetupController(mgr ctrl.Manager, store *policy.Store, argoNamespace, template, identity string) error {
+func SetupController(mgr ctrl.Manager, store *policy.Store, argoNamespace, template, identity string, concurrency int) error {
 	r := &trigger.Reconciler{
 		Client:   mgr.GetClient(),
 		Policies: store,
@@ -296,6 +307,8 @@ func SetupController(mgr ctrl.Manager, store *policy.Store, argoNamespace, templ
 		Options:  trigger.Options{ArgoNamespace: argoNamespace, TemplateName: template},
 		Username: identity,
 		Groups:   []string{"system:serviceaccounts", "system:authenticated"},
+
+		MaxConcurrentReconciles: concurrency,
 	}
 	return r.SetupWithManager(mgr)
 }

@@ -148,7 +148,7 @@ func TestServeOptionsValid(t *testing.T) {
 		WebhookPort: 9443, CertName: "tls.crt", KeyName: "tls.key", MetricsAddr: ":8080", ProbeAddr: ":8081",
 		PolicyPollInterval: 2 * time.Second, DecisionCacheSize: 4096, LogFormat: "json",
 		Controller: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
-		Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true,
+		Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true, ConcurrentReconciles: 4, KubeAPIQPS: 50, KubeAPIBurst: 100,
 	}
 	if *o != want {
 		t.Errorf("defaults %+v, want %+v", *o, want)
