@@ -348,3 +348,37 @@ func TestRacingControllersCreateOneWorkflow(t *testing.T) {
 		t.Errorf("%d workflows for race-dev, want 1: %v", len(list.Items), names)
 	}
 }
+
+// TestOnlyTheLastWorkflowsAreKept re-provisions one namespace more often than
+// the controller keeps Workflows: the oldest go, the newest stay.
+func TestOnlyTheLastWorkflowsAreKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	alice := newUser(t, "alice", "team-payments")
+	if err := alice.client.Create(ctx, request("history-dev", "payments", "development", nil)); err != nil {
+		t.Fatal(err)
+	}
+	ref := waitCondition(t, "history-dev", corev1.ConditionTrue, trigger.ReasonSucceeded).Annotations[trigger.WorkflowAnnotation]
+	for i := 1; i <= 6; i++ {
+		if err := alice.update(ctx, "history-dev", func(ns *corev1.Namespace) {
+			ns.Annotations[trigger.ReprovisionAnnotation] = fmt.Sprint(i)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		ref = waitNewWorkflow(t, "history-dev", ref).Annotations[trigger.WorkflowAnnotation]
+	}
+	eventually(t, "pruning to 5 workflows", func() error {
+		list := &wfv1.WorkflowList{}
+		if err := env.Client.List(ctx, list, client.InNamespace(ArgoNamespace), client.MatchingLabels{trigger.NamespaceLabel: "history-dev"}); err != nil {
+			return err
+		}
+		current := false
+		for _, w := range list.Items {
+			current = current || ArgoNamespace+"/"+w.Name == ref
+		}
+		if len(list.Items) != 5 || !current {
+			return fmt.Errorf("%d workflows (current kept: %v), want 5 including the current one", len(list.Items), current)
+		}
+		return nil
+	})
+}

@@ -9,13 +9,11 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,12 +27,11 @@ import (
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // eventually polls f until it returns nil or the deadline passes.
@@ -76,7 +73,7 @@ func TestServe(t *testing.T) {
 	}
 	webhookPort, metricsPort, probePort := freePort(t), freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
+	var out, errOut SyncBuffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- app.Run(ctx, []string{"serve",
@@ -180,24 +177,6 @@ func TestServe(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// syncBuffer is a bytes.Buffer that the server goroutine writes while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func admissionReview(t *testing.T, object string) []byte {

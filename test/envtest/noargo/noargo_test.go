@@ -4,18 +4,15 @@
 package noargo
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,31 +22,13 @@ import (
 	"github.com/nsprov/nsprov/test/envtest"
 )
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := envtest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func TestServeWithoutArgo(t *testing.T) {
@@ -81,7 +60,7 @@ func TestServeWithoutArgo(t *testing.T) {
 	}
 	webhookPort, probePort := freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var errOut syncBuffer
+	var errOut envtest.SyncBuffer
 	exited := make(chan int, 1)
 	go func() {
 		exited <- app.Run(ctx, []string{"serve", "--kubeconfig", kcPath, "--cert-dir", dir,
