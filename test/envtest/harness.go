@@ -158,6 +158,9 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	env := &crenvtest.Environment{
 		BinaryAssetsDirectory: assets,
 		CRDInstallOptions: crenvtest.CRDInstallOptions{
+			// Establishing the CRDs takes longer than the 10s default on a
+			// busy 2-core machine.
+			MaxTime:            2 * time.Minute,
 			Paths:              []string{filepath.Join(argoDir, "manifests", "base", "crds", "full")},
 			ErrorIfPathMissing: true,
 		},

@@ -47,7 +47,11 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
-		fmt.Fprintln(os.Stderr, "KUBEBUILDER_ASSETS is not set: run with KUBEBUILDER_ASSETS=/work/main/bin/k8s (make envtest-assets)")
+		// The repository's bin/k8s, as `make envtest-assets` builds it.
+		assets = filepath.Join("..", "..", "..", "bin", "k8s")
+	}
+	if _, err := os.Stat(filepath.Join(assets, "kube-apiserver")); err != nil {
+		fmt.Fprintf(os.Stderr, "no kube-apiserver in %s: run `make envtest-assets` (or `make test`), or set KUBEBUILDER_ASSETS\n", assets)
 		return 1
 	}
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/argoproj/argo-workflows/v3").Output()
@@ -66,7 +70,8 @@ func run(m *testing.M) int {
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 		Scheme:                   scheme,
-		CRDInstallOptions:        crenvtest.CRDInstallOptions{Paths: []string{crds}, ErrorIfPathMissing: true},
+		// Establishing the CRDs takes longer than the 10s default on a busy 2-core machine.
+		CRDInstallOptions: crenvtest.CRDInstallOptions{Paths: []string{crds}, ErrorIfPathMissing: true, MaxTime: 2 * time.Minute},
 	}
 	cfg, err := env.Start()
 	if err != nil {
