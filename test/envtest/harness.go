@@ -174,6 +174,9 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// Start can fail after etcd and kube-apiserver are up (installing the
+		// CRDs, say); stop whatever it started so no process is left behind.
+		_ = env.Stop()
 		return nil, fmt.Errorf("starting the control plane from %s: %w", assets, err)
 	}
 	e := &Env{Config: cfg, Policies: store, env: env, done: make(chan error, 4)}

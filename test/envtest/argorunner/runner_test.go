@@ -73,12 +73,12 @@ func run(m *testing.M) int {
 		// Establishing the CRDs takes longer than the 10s default on a busy 2-core machine.
 		CRDInstallOptions: crenvtest.CRDInstallOptions{Paths: []string{crds}, ErrorIfPathMissing: true, MaxTime: 2 * time.Minute},
 	}
+	defer func() { _ = env.Stop() }() // also after a Start that failed half-way
 	cfg, err := env.Start()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the control plane:", err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
 	if k8s, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -37,10 +37,10 @@ func TestServeWithoutArgo(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := &crenvtest.Environment{BinaryAssetsDirectory: assets, ControlPlaneStartTimeout: 2 * time.Minute}
+	defer func() { _ = env.Stop() }() // also after a Start that failed half-way
 	if _, err := env.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = env.Stop() }()
 	u, err := env.AddUser(crenvtest.User{Name: "system:serviceaccount:nsprov-system:nsprov", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
 		t.Fatal(err)
