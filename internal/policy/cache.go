@@ -78,6 +78,23 @@ func (c *decisionCache[V]) putLocked(key string, v V) {
 	c.cur[key] = v
 }
 
+// cached answers req from c, or evaluates it and remembers the result. With
+// the cache disabled it only evaluates: no key is built on that path.
+func cached[V any](c *decisionCache[V], req *Request, eval func() (V, error)) (V, error) {
+	if c.size <= 0 {
+		return eval()
+	}
+	key := req.cacheKey()
+	if v, ok := c.get(key); ok {
+		return v, nil
+	}
+	v, err := eval()
+	if err == nil {
+		c.put(key, v)
+	}
+	return v, err
+}
+
 // CacheStats counts decision cache lookups.
 type CacheStats struct {
 	Hits, Misses uint64

@@ -59,15 +59,7 @@ func (v *Validation) Rules() []string {
 // Mutate evaluates the mutation for a request. The result may be shared with
 // other callers and must not be modified.
 func (b *Bundle) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
-	key := req.cacheKey()
-	if m, ok := b.mutations.get(key); ok {
-		return m, nil
-	}
-	m, err := b.mutate(ctx, req)
-	if err == nil {
-		b.mutations.put(key, m)
-	}
-	return m, err
+	return cached(b.mutations, req, func() (*Mutation, error) { return b.mutate(ctx, req) })
 }
 
 func (b *Bundle) mutate(ctx context.Context, req *Request) (*Mutation, error) {
@@ -118,15 +110,7 @@ func stringPtrMap(res map[string]any, key string) (map[string]*string, error) {
 // Validate evaluates deny and warn for a request. The result may be shared
 // with other callers and must not be modified.
 func (b *Bundle) Validate(ctx context.Context, req *Request) (*Validation, error) {
-	key := req.cacheKey()
-	if v, ok := b.validations.get(key); ok {
-		return v, nil
-	}
-	v, err := b.validate(ctx, req)
-	if err == nil {
-		b.validations.put(key, v)
-	}
-	return v, err
+	return cached(b.validations, req, func() (*Validation, error) { return b.validate(ctx, req) })
 }
 
 func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error) {
@@ -173,15 +157,7 @@ func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error
 // none for the request (the namespace is not requested, or it is denied). The
 // result may be shared with other callers and must not be modified.
 func (b *Bundle) Plan(ctx context.Context, req *Request) (map[string]any, error) {
-	key := req.cacheKey()
-	if p, ok := b.plans.get(key); ok {
-		return p, nil
-	}
-	p, err := b.evalPlan(ctx, req)
-	if err == nil {
-		b.plans.put(key, p)
-	}
-	return p, err
+	return cached(b.plans, req, func() (map[string]any, error) { return b.evalPlan(ctx, req) })
 }
 
 func (b *Bundle) evalPlan(ctx context.Context, req *Request) (map[string]any, error) {
