@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
@@ -64,7 +65,7 @@ type Env struct {
 
 	env    *crenvtest.Environment
 	cancel context.CancelFunc
-	done   chan error
+	wg     sync.WaitGroup // the webhook server, policy watcher, controllers and runner
 	tmpDir string
 }
 
@@ -179,7 +180,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		_ = env.Stop()
 		return nil, fmt.Errorf("starting the control plane from %s: %w", assets, err)
 	}
-	e := &Env{Config: cfg, Policies: store, env: env, done: make(chan error, 4)}
+	e := &Env{Config: cfg, Policies: store, env: env}
 	ok := false
 	defer func() {
 		if !ok {
@@ -204,8 +205,8 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	app.RegisterWebhooks(server, store, rec)
 	runCtx, cancel := context.WithCancel(logr.NewContext(context.Background(), o.Logger))
 	e.cancel = cancel
-	go func() { e.done <- server.Start(runCtx) }()
-	go func() { e.done <- store.Watch(runCtx) }()
+	e.wg.Go(func() { _ = server.Start(runCtx) })
+	e.wg.Go(func() { _ = store.Watch(runCtx) })
 	if err := waitForTLS(ctx, net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))); err != nil {
 		return nil, err
 	}
@@ -269,7 +270,7 @@ func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runn
 		return err
 	}
 	r := argorunner.New(e.Client, ArgoNamespace, filepath.Join(assets, "kubectl"), kcPath)
-	go func() { e.done <- r.Start(runCtx) }()
+	e.wg.Go(func() { _ = r.Start(runCtx) })
 	return nil
 }
 
@@ -295,7 +296,7 @@ func (e *Env) StartController(ctx context.Context) error {
 	if err := app.SetupController(mgr, e.Policies, ArgoNamespace, trigger.TemplateName, ControllerUser, 4); err != nil {
 		return err
 	}
-	go func() { _ = mgr.Start(ctx) }()
+	e.wg.Go(func() { _ = mgr.Start(ctx) })
 	return nil
 }
 
@@ -385,6 +386,13 @@ func (e *Env) UserKubeconfig(name string, groups ...string) ([]byte, error) {
 func (e *Env) Stop() error {
 	if e.cancel != nil {
 		e.cancel()
+	}
+	// Let the in-process parts finish before their API server goes away.
+	stopped := make(chan struct{})
+	go func() { e.wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
 	}
 	if e.tmpDir != "" {
 		_ = os.RemoveAll(e.tmpDir)
