@@ -123,6 +123,26 @@ func ModuleDir(module string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// CRDPaths are the directories of the CustomResourceDefinitions a cluster
+// running nsprov has, from the Go module cache: Argo Workflows', OpenReports'
+// and cert-manager's.
+func CRDPaths() ([]string, error) {
+	dirs := []struct{ module, dir string }{
+		{"github.com/argoproj/argo-workflows/v3", "manifests/base/crds/full"},
+		{"github.com/openreports/reports-api", "config/crd"},
+		{"github.com/cert-manager/cert-manager", "deploy/crds"},
+	}
+	paths := make([]string, 0, len(dirs))
+	for _, d := range dirs {
+		root, err := ModuleDir(d.module)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, filepath.Join(root, filepath.FromSlash(d.dir)))
+	}
+	return paths, nil
+}
+
 // Start starts etcd, kube-apiserver and nsprov's webhooks, and returns once
 // the API server calls the webhooks.
 func Start(ctx context.Context, o Options) (*Env, error) {
@@ -152,7 +172,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	for _, w := range validating.Webhooks {
 		trimPath(&w.ClientConfig)
 	}
-	argoDir, err := ModuleDir("github.com/argoproj/argo-workflows/v3")
+	crds, err := CRDPaths()
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +182,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 			// Establishing the CRDs takes longer than the 10s default on a
 			// busy 2-core machine.
 			MaxTime:            2 * time.Minute,
-			Paths:              []string{filepath.Join(argoDir, "manifests", "base", "crds", "full")},
+			Paths:              crds,
 			ErrorIfPathMissing: true,
 		},
 		ControlPlaneStartTimeout: 2 * time.Minute,
