@@ -13,7 +13,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
@@ -45,9 +44,9 @@ type Bundle struct {
 	compiler *ast.Compiler
 	store    storage.Store
 
-	mutation   rego.PreparedEvalQuery
-	validation rego.PreparedEvalQuery
-	plan       rego.PreparedEvalQuery
+	mutation   *query
+	validation *query
+	plan       *query
 
 	mutations   *decisionCache[*Mutation]
 	validations *decisionCache[*Validation]
@@ -137,25 +136,21 @@ func Load(ctx context.Context, fsys fs.FS, source string) (*Bundle, error) {
 	b.SetDecisionCacheSize(DefaultDecisionCacheSize)
 	b.store = inmem.NewFromObjectWithOpts(b.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 
-	prepare := func(query string) (rego.PreparedEvalQuery, error) {
-		pq, err := rego.New(
-			rego.Query(query),
-			rego.Compiler(b.compiler),
-			rego.Store(b.store),
-			rego.StrictBuiltinErrors(true),
-		).PrepareForEval(ctx)
+	data := &dataCache{}
+	prepare := func(text string) (*query, error) {
+		q, err := prepareQuery(b.compiler, b.store, data, text)
 		if err != nil {
-			return pq, fmt.Errorf("policy bundle %s: preparing %s: %w", source, query, err)
+			return nil, fmt.Errorf("policy bundle %s: preparing %s: %w", source, text, err)
 		}
-		return pq, nil
+		return q, nil
 	}
-	if b.mutation, err = prepare(MutationQuery); err != nil {
+	if b.mutation, err = prepare("result = " + MutationQuery); err != nil {
 		return nil, err
 	}
-	if b.validation, err = prepare("deny := " + DenyQuery + "; warn := " + WarnQuery); err != nil {
+	if b.validation, err = prepare("deny = " + DenyQuery + "; warn = " + WarnQuery); err != nil {
 		return nil, err
 	}
-	if b.plan, err = prepare(PlanQuery); err != nil {
+	if b.plan, err = prepare("plan = " + PlanQuery); err != nil {
 		return nil, err
 	}
 	return b, nil

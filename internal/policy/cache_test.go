@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -130,5 +131,79 @@ func TestDecisionCacheIsBounded(t *testing.T) {
 	c.put("d", 4) // rotates: prev {c a}, cur {d}
 	if _, ok := c.get("a"); !ok {
 		t.Errorf("a promoted entry was dropped by the next rotation")
+	}
+}
+
+func TestQueryCache(t *testing.T) {
+	c := acquireQueryCache()
+	defer c.release()
+	a, b := ast.MustParseRef("data.p.a"), ast.MustParseRef("data.p.b")
+	if v, undefined := c.Get(a); v != nil || undefined {
+		t.Fatalf("empty cache: %v %v", v, undefined)
+	}
+	c.Put(a, ast.IntNumberTerm(1))
+	c.Put(b, nil)
+	if v, undefined := c.Get(ast.MustParseRef("data.p.a")); undefined || !v.Equal(ast.IntNumberTerm(1)) {
+		t.Errorf("a = %v %v, want 1", v, undefined)
+	}
+	if v, undefined := c.Get(b); v != nil || !undefined {
+		t.Errorf("b = %v %v, want undefined", v, undefined)
+	}
+	// A new frame starts empty and popping it restores the previous one.
+	c.Push()
+	if v, undefined := c.Get(a); v != nil || undefined {
+		t.Errorf("pushed frame: a = %v %v", v, undefined)
+	}
+	c.Put(a, ast.IntNumberTerm(2))
+	c.Pop()
+	if v, _ := c.Get(a); !v.Equal(ast.IntNumberTerm(1)) {
+		t.Errorf("after pop: a = %v, want 1", v)
+	}
+	if keys := c.Keys(); len(keys) != 1 || !keys[0].Equal(a) {
+		t.Errorf("keys %v, want [%v]", keys, a)
+	}
+	// Refs whose hashes collide (the hash of a ref sums its terms) stay apart.
+	x, y := ast.MustParseRef(`data.p["x"].y`), ast.MustParseRef(`data.p["y"].x`)
+	c.Put(x, ast.StringTerm("x"))
+	c.Put(y, ast.StringTerm("y"))
+	if v, _ := c.Get(x); !v.Equal(ast.StringTerm("x")) {
+		t.Errorf("x = %v", v)
+	}
+	if v, _ := c.Get(y); !v.Equal(ast.StringTerm("y")) {
+		t.Errorf("y = %v", v)
+	}
+}
+
+func TestDataCache(t *testing.T) {
+	var c dataCache
+	if v := c.Get(ast.MustParseRef("data.config")); v != nil {
+		t.Fatalf("empty cache: %v", v)
+	}
+	c.Put(ast.MustParseRef("data.config.tiers"), ast.MustParseTerm(`{"small": {"cost": 100}}`).Value)
+	for ref, want := range map[string]string{
+		"data.config.tiers":            `{"small": {"cost": 100}}`,
+		"data.config.tiers.small.cost": `100`,
+	} {
+		if v := c.Get(ast.MustParseRef(ref)); v == nil || v.Compare(ast.MustParseTerm(want).Value) != 0 {
+			t.Errorf("%s = %v, want %s", ref, v, want)
+		}
+	}
+	for _, ref := range []string{"data.config", "data.config.tiers.large", "data.config.names"} {
+		if v := c.Get(ast.MustParseRef(ref)); v != nil {
+			t.Errorf("%s = %v, want a miss", ref, v)
+		}
+	}
+}
+
+func TestEvaluationStopsWhenCancelled(t *testing.T) {
+	b, err := LoadEmbedded(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetDecisionCacheSize(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Validate(ctx, cacheRequest()); err == nil {
+		t.Error("a cancelled evaluation succeeded")
 	}
 }

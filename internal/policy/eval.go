@@ -7,7 +7,10 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -56,6 +59,86 @@ func (v *Validation) Rules() []string {
 	return rules
 }
 
+// query is a query compiled against a bundle and evaluated with OPA's
+// evaluator (topdown) directly. The rego package's prepared queries do the
+// same evaluation, but around it they start a goroutine to watch the
+// context, collect metrics and convert every result to JSON-like Go values;
+// on nsprov's short queries that is a large share of the cost.
+type query struct {
+	text     string
+	body     ast.Body
+	compiler *ast.Compiler
+	store    storage.Store
+	data     *dataCache
+}
+
+// prepareQuery parses and compiles text, a Rego query whose results are read
+// from its variables.
+func prepareQuery(compiler *ast.Compiler, store storage.Store, data *dataCache, text string) (*query, error) {
+	parsed, err := ast.ParseBodyWithOpts(text, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", text, err)
+	}
+	body, err := compiler.QueryCompiler().Compile(parsed)
+	if err != nil {
+		return nil, fmt.Errorf("compiling %s: %w", text, err)
+	}
+	return &query{text: text, body: body, compiler: compiler, store: store, data: data}, nil
+}
+
+var noMetrics = metrics.NoOp()
+
+// eval evaluates the query on input and returns its first result, or nil
+// when it has none. Builtin errors fail the evaluation, as rego's
+// StrictBuiltinErrors(true) does, and the query stops when ctx is cancelled.
+func (q *query) eval(ctx context.Context, input ast.Value) (topdown.QueryResult, error) {
+	txn, err := q.store.NewTransaction(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer q.store.Abort(ctx, txn)
+	vc := acquireQueryCache()
+	defer vc.release()
+	tq := topdown.NewQuery(q.body).
+		WithCompiler(q.compiler).
+		WithStore(q.store).
+		WithTransaction(txn).
+		WithInput(ast.NewTerm(input)).
+		WithMetrics(noMetrics).
+		WithStrictBuiltinErrors(true).
+		WithVirtualCache(vc).
+		WithBaseCache(q.data)
+	if ctx.Done() != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		c := topdown.NewCancel()
+		stop := context.AfterFunc(ctx, c.Cancel)
+		defer stop()
+		tq = tq.WithCancel(c)
+	}
+	var first topdown.QueryResult
+	err = tq.Iter(ctx, func(qr topdown.QueryResult) error {
+		if first == nil {
+			first = qr
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return first, nil
+}
+
+var (
+	varResult = ast.Var("result")
+	varDeny   = ast.Var("deny")
+	varWarn   = ast.Var("warn")
+	varPlan   = ast.Var("plan")
+	keyRule   = ast.StringTerm("rule")
+	keyMsg    = ast.StringTerm("message")
+)
+
 // Mutate evaluates the mutation for a request. The result may be shared with
 // other callers and must not be modified.
 func (b *Bundle) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
@@ -63,46 +146,59 @@ func (b *Bundle) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
 }
 
 func (b *Bundle) mutate(ctx context.Context, req *Request) (*Mutation, error) {
-	rs, err := b.mutation.Eval(ctx, rego.EvalParsedInput(req.Value()))
+	qr, err := b.mutation.eval(ctx, req.Value())
 	if err != nil {
 		return nil, fmt.Errorf("evaluating %s: %w", MutationQuery, err)
 	}
 	m := &Mutation{}
-	if len(rs) == 0 {
+	res, ok := qr[varResult]
+	if !ok {
 		return m, nil
 	}
-	res, ok := rs[0].Expressions[0].Value.(map[string]any)
+	obj, ok := res.Value.(ast.Object)
 	if !ok {
-		return nil, fmt.Errorf("%s is %T, want an object with annotations and labels", MutationQuery, rs[0].Expressions[0].Value)
+		return nil, fmt.Errorf("%s is %s, want an object with annotations and labels", MutationQuery, ast.ValueName(res.Value))
 	}
-	if m.Annotations, err = stringPtrMap(res, "annotations"); err != nil {
+	if m.Annotations, err = stringPtrMap(obj, keyAnnotations); err != nil {
 		return nil, err
 	}
-	if m.Labels, err = stringPtrMap(res, "labels"); err != nil {
+	if m.Labels, err = stringPtrMap(obj, keyLabels); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-func stringPtrMap(res map[string]any, key string) (map[string]*string, error) {
-	raw, ok := res[key]
-	if !ok || raw == nil {
+func stringPtrMap(res ast.Object, key *ast.Term) (map[string]*string, error) {
+	raw := res.Get(key)
+	if raw == nil {
 		return nil, nil
 	}
-	obj, ok := raw.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%s.%s is %T, want an object of strings or nulls", MutationQuery, key, raw)
+	if _, ok := raw.Value.(ast.Null); ok {
+		return nil, nil
 	}
-	out := make(map[string]*string, len(obj))
-	for k, v := range obj {
-		switch v := v.(type) {
-		case nil:
-			out[k] = nil
-		case string:
-			out[k] = &v
-		default:
-			return nil, fmt.Errorf("%s.%s[%q] is %T, want a string or null", MutationQuery, key, k, v)
+	obj, ok := raw.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s.%s is %s, want an object of strings or nulls", MutationQuery, key.Value, ast.ValueName(raw.Value))
+	}
+	out := make(map[string]*string, obj.Len())
+	err := obj.Iter(func(k, v *ast.Term) error {
+		ks, ok := k.Value.(ast.String)
+		if !ok {
+			return fmt.Errorf("%s.%s has the key %v, want string keys", MutationQuery, key.Value, k)
 		}
+		switch v := v.Value.(type) {
+		case ast.Null:
+			out[string(ks)] = nil
+		case ast.String:
+			s := string(v)
+			out[string(ks)] = &s
+		default:
+			return fmt.Errorf("%s.%s[%s] is %s, want a string or null", MutationQuery, key.Value, k, ast.ValueName(v))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -114,24 +210,31 @@ func (b *Bundle) Validate(ctx context.Context, req *Request) (*Validation, error
 }
 
 func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error) {
-	rs, err := b.validation.Eval(ctx, rego.EvalParsedInput(req.Value()))
+	qr, err := b.validation.eval(ctx, req.Value())
 	if err != nil {
 		return nil, fmt.Errorf("evaluating %s and %s: %w", DenyQuery, WarnQuery, err)
 	}
 	v := &Validation{}
-	if len(rs) == 0 {
+	if qr == nil {
 		return v, nil
 	}
-	if deny, ok := rs[0].Bindings["deny"].([]any); ok {
-		v.Violations = make([]Violation, 0, len(deny))
-		for _, d := range deny {
-			obj, ok := d.(map[string]any)
-			rule, _ := obj["rule"].(string)
-			msg, _ := obj["message"].(string)
-			if !ok || rule == "" {
-				return nil, fmt.Errorf("%s holds %v, want objects with a rule and a message", DenyQuery, d)
+	if deny, ok := collection(qr[varDeny]); ok {
+		v.Violations = make([]Violation, 0, deny.Len())
+		err := deny.Iter(func(d *ast.Term) error {
+			var rule, msg ast.String
+			obj, ok := d.Value.(ast.Object)
+			if ok {
+				rule, _ = termString(obj.Get(keyRule))
+				msg, _ = termString(obj.Get(keyMsg))
 			}
-			v.Violations = append(v.Violations, Violation{Rule: rule, Message: msg})
+			if !ok || rule == "" {
+				return fmt.Errorf("%s holds %v, want objects with a rule and a message", DenyQuery, d)
+			}
+			v.Violations = append(v.Violations, Violation{Rule: string(rule), Message: string(msg)})
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 		sort.Slice(v.Violations, func(i, j int) bool {
 			if v.Violations[i].Rule != v.Violations[j].Rule {
@@ -140,17 +243,49 @@ func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error
 			return v.Violations[i].Message < v.Violations[j].Message
 		})
 	}
-	if warn, ok := rs[0].Bindings["warn"].([]any); ok {
-		v.Warnings = make([]string, 0, len(warn))
-		for _, w := range warn {
-			s, ok := w.(string)
+	if warn, ok := collection(qr[varWarn]); ok {
+		v.Warnings = make([]string, 0, warn.Len())
+		err := warn.Iter(func(w *ast.Term) error {
+			s, ok := termString(w)
 			if !ok {
-				return nil, fmt.Errorf("%s holds %v, want strings", WarnQuery, w)
+				return fmt.Errorf("%s holds %v, want strings", WarnQuery, w)
 			}
-			v.Warnings = append(v.Warnings, s)
+			v.Warnings = append(v.Warnings, string(s))
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return v, nil
+}
+
+// iterable is a set or an array: deny and warn are sets in nsprov's bundle,
+// and an array is accepted as the JSON results of the rego package were.
+type iterable interface {
+	Len() int
+	Iter(func(*ast.Term) error) error
+}
+
+func collection(t *ast.Term) (iterable, bool) {
+	if t == nil {
+		return nil, false
+	}
+	switch v := t.Value.(type) {
+	case ast.Set:
+		return v, true
+	case *ast.Array:
+		return v, true
+	}
+	return nil, false
+}
+
+func termString(t *ast.Term) (ast.String, bool) {
+	if t == nil {
+		return "", false
+	}
+	s, ok := t.Value.(ast.String)
+	return s, ok
 }
 
 // Plan evaluates the provisioning plan; it returns nil when the policy defines
@@ -161,16 +296,24 @@ func (b *Bundle) Plan(ctx context.Context, req *Request) (map[string]any, error)
 }
 
 func (b *Bundle) evalPlan(ctx context.Context, req *Request) (map[string]any, error) {
-	rs, err := b.plan.Eval(ctx, rego.EvalParsedInput(req.Value()))
+	qr, err := b.plan.eval(ctx, req.Value())
 	if err != nil {
 		return nil, fmt.Errorf("evaluating %s: %w", PlanQuery, err)
 	}
-	if len(rs) == 0 {
+	res, ok := qr[varPlan]
+	if !ok {
 		return nil, nil
 	}
-	plan, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if _, ok := res.Value.(ast.Object); !ok {
+		return nil, fmt.Errorf("%s is %s, want an object", PlanQuery, ast.ValueName(res.Value))
+	}
+	v, err := ast.JSON(res.Value)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", PlanQuery, err)
+	}
+	plan, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("%s is %T, want an object", PlanQuery, rs[0].Expressions[0].Value)
+		return nil, fmt.Errorf("%s is %T, want an object", PlanQuery, v)
 	}
 	return plan, nil
 }
