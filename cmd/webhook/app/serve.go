@@ -46,6 +46,8 @@ type ServeOptions struct {
 	CertDir string
 	// CertName and KeyName are the file names in CertDir.
 	CertName, KeyName string
+	// Certs choose between CertDir's files and self-managed certificates.
+	Certs CertOptions
 	// MetricsAddr is the address of the Prometheus metrics endpoint; "0" disables it.
 	MetricsAddr string
 	// ProbeAddr is the address of /healthz and /readyz.
@@ -90,6 +92,7 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CertDir, "cert-dir", "", "directory with the webhook's serving certificate and key (reloaded when they change)")
 	fs.StringVar(&o.CertName, "cert-name", "tls.crt", "certificate file name in --cert-dir")
 	fs.StringVar(&o.KeyName, "key-name", "tls.key", "private key file name in --cert-dir")
+	o.Certs.AddFlags(fs)
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.PolicyDir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one and reloaded when it changes")
@@ -111,8 +114,10 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 // Validate checks the options.
 func (o *ServeOptions) Validate() error {
 	var errs []error
-	if o.CertDir == "" {
-		errs = append(errs, errors.New("--cert-dir is required: the directory with the serving certificate and key"))
+	if o.Certs.Mode != CertModeFiles {
+		errs = append(errs, o.Certs.validate()...)
+	} else if o.CertDir == "" {
+		errs = append(errs, errors.New("--cert-dir is required with --cert-mode=files: the directory with the serving certificate and key (or use --cert-mode=self-managed)"))
 	} else {
 		for _, f := range []string{o.CertName, o.KeyName} {
 			if _, err := os.Stat(filepath.Join(o.CertDir, f)); err != nil {
@@ -227,13 +232,17 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	if err := wfv1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	serving, err := o.servingCertificates(cfg, scheme)
+	if err != nil {
+		return usageError(err)
+	}
 	server := webhook.NewServer(webhook.Options{
 		Host:     o.WebhookHost,
 		Port:     o.WebhookPort,
 		CertDir:  o.CertDir,
 		CertName: o.CertName,
 		KeyName:  o.KeyName,
-		TLSOpts:  []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
+		TLSOpts:  append([]func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}, serving.tlsOpts...),
 	})
 	// Without Argo the webhooks still guard namespace requests; only
 	// provisioning is off.
@@ -271,6 +280,12 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	// The manager runs the webhook server only once it has been asked for it.
 	server = mgr.GetWebhookServer()
 	RegisterWebhooks(server, store, nsadmission.LogRecorder{})
+	if err := serving.register(mgr); err != nil {
+		return err
+	}
+	if err := reportPolicyReloads(store, o.PolicyDir, mgr.GetEventRecorder("nsprov"), log); err != nil {
+		return err
+	}
 	if err := mgr.Add(alwaysRunnable(store.Watch)); err != nil {
 		return err
 	}
@@ -285,7 +300,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	if err := mgr.AddReadyzCheck("webhook", server.StartedChecker()); err != nil {
 		return err
 	}
-	log.Info("starting", "webhookPort", o.WebhookPort, "certDir", o.CertDir)
+	log.Info("starting", "webhookPort", o.WebhookPort, "certMode", o.Certs.Mode, "certDir", o.CertDir)
 	return mgr.Start(ctx)
 }
 

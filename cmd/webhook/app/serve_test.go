@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -149,8 +150,9 @@ func TestServeOptionsValid(t *testing.T) {
 		PolicyPollInterval: 2 * time.Second, DecisionCacheSize: 4096, LogFormat: "json",
 		Controller: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
 		Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true, ConcurrentReconciles: 4, KubeAPIQPS: 50, KubeAPIBurst: 100,
+		Certs: defaultCertOptions,
 	}
-	if *o != want {
+	if !reflect.DeepEqual(*o, want) {
 		t.Errorf("defaults %+v, want %+v", *o, want)
 	}
 }
