@@ -38,7 +38,7 @@ policy-test: ## Run the Rego tests of the embedded bundle, reported like opa tes
 ##@ Run
 
 .PHONY: dev
-dev: envtest-assets ## Run nsprov locally: kube-apiserver, etcd and the webhooks; kubeconfigs in .dev/ (POLICY_DIR=dir serves and watches a policy copy).
+dev: envtest-assets build ## Run nsprov locally: kube-apiserver, etcd, webhooks, controller; .dev/kubeconfig has contexts admin, alice, bob (POLICY_DIR=dir serves and watches a policy copy).
 	$(GO) build -o $(BIN)/nsprov-dev ./test/envtest/cmd/nsprov-dev
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" exec $(BIN)/nsprov-dev --state-dir .dev
 

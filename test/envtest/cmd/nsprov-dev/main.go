@@ -1,7 +1,7 @@
 // Command nsprov-dev runs nsprov locally for `make dev`: a real kube-apiserver
-// and etcd with nsprov's webhooks registered, and kubeconfigs for an admin and
-// for the walkthrough's users under the state directory. It runs until
-// interrupted and leaves no process behind.
+// and etcd with nsprov's webhooks, controller and workflow-step runner, and one
+// kubeconfig with the contexts admin, alice and bob in the state directory. It
+// runs until interrupted and leaves no process behind.
 package main
 
 import (
@@ -12,38 +12,33 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/nsprov/nsprov/test/envtest"
+	"github.com/nsprov/nsprov/test/envtest/devenv"
 )
 
 // options are the flags of nsprov-dev.
 type options struct {
-	// stateDir receives the kubeconfigs and the log.
+	// stateDir receives the kubeconfig, the log and the control plane's
+	// temporary files.
 	stateDir string
 	// policyDir replaces the embedded policy bundle and is watched for edits.
 	policyDir string
 }
 
-// users are the walkthrough's people: name, then groups.
-var users = [][]string{
-	{"alice", "team-payments"},
-	{"bob", "team-web"},
-	{"carol", "platform-admins"},
-}
-
 func main() {
 	o := options{}
-	flag.StringVar(&o.stateDir, "state-dir", ".dev", "directory for the kubeconfigs and the log")
+	flag.StringVar(&o.stateDir, "state-dir", ".dev", "directory for the kubeconfig, the log and temporary files")
 	flag.StringVar(&o.policyDir, "policy-dir", os.Getenv("POLICY_DIR"), "policy bundle directory to serve instead of the embedded one (default $POLICY_DIR)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
-		fmt.Fprintf(os.Stderr, "nsprov-dev: %v\n", err)
+		fmt.Fprintf(os.Stderr, "nsprov dev: %v\n", err)
 		os.Exit(1)
 	}
 }
@@ -52,7 +47,7 @@ func run(ctx context.Context, o options) error {
 	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
 		return err
 	}
-	logPath := filepath.Join(o.stateDir, "nsprov.log")
+	logPath := filepath.Join(o.stateDir, devenv.LogFile)
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return err
@@ -60,47 +55,32 @@ func run(ctx context.Context, o options) error {
 	defer logFile.Close()
 	log := zap.New(zap.WriteTo(logFile), zap.Level(zapcore.Level(-1)))
 
-	fmt.Println("nsprov dev: starting etcd, kube-apiserver and the nsprov webhooks")
-	env, err := envtest.Start(ctx, envtest.Options{PolicyDir: o.policyDir, Logger: log})
+	fmt.Println("nsprov dev: starting etcd, kube-apiserver and nsprov")
+	env, err := devenv.Start(ctx, devenv.Options{StateDir: o.stateDir, PolicyDir: o.policyDir, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if err := env.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "nsprov-dev: stopping: %v\n", err)
+			fmt.Fprintf(os.Stderr, "nsprov dev: stopping: %v\n", err)
 		}
 		fmt.Println("nsprov dev: stopped")
 	}()
 
-	admin, err := env.UserKubeconfig("admin", "system:masters")
-	if err != nil {
-		return err
-	}
-	files := map[string][]byte{"kubeconfig": admin}
-	for _, u := range users {
-		kc, err := env.UserKubeconfig(u[0], u[1:]...)
-		if err != nil {
-			return err
-		}
-		files[u[0]+".kubeconfig"] = kc
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(o.stateDir, name), content, 0o600); err != nil {
-			return err
-		}
-	}
-	abs, _ := filepath.Abs(o.stateDir)
 	policy := "embedded"
 	if o.policyDir != "" {
 		policy = o.policyDir + " (reloaded on change)"
 	}
-	fmt.Printf(`nsprov dev: policy %s, log %s
-  export KUBECONFIG=%[3]s/kubeconfig          # admin (system:masters)
-  kubectl --kubeconfig %[3]s/alice.kubeconfig ...   # alice, group team-payments
-  kubectl --kubeconfig %[3]s/bob.kubeconfig ...     # bob, group team-web
-  kubectl --kubeconfig %[3]s/carol.kubeconfig ...   # carol, group platform-admins
-nsprov dev ready (Ctrl-C stops it)
-`, policy, logPath, abs)
+	kubeconfig := env.Kubeconfig
+	if rel, err := filepath.Rel(".", kubeconfig); err == nil && !strings.HasPrefix(rel, "..") {
+		kubeconfig = "$PWD/" + rel
+	}
+	fmt.Printf(`nsprov dev ready: policy %s, log %s (Ctrl-C stops it). In another terminal:
+  export KUBECONFIG=%s PATH=$PWD/bin/k8s:$PATH
+  kubectl --context alice create -f examples/payments-dev.yaml
+  kubectl --context alice wait --for=condition=Provisioned ns/payments-dev
+  kubectl --context bob create -f examples/payments-staging-by-bob.yaml
+`, policy, logPath, kubeconfig)
 	<-ctx.Done()
 	if errors.Is(ctx.Err(), context.Canceled) {
 		fmt.Println("nsprov dev: stopping")

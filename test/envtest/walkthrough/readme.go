@@ -1,0 +1,134 @@
+package walkthrough
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Section is the README heading whose console blocks the test runs.
+const Section = "## Walkthrough"
+
+// A Step is one command of the walkthrough and the output the README shows.
+type Step struct {
+	// Command is the shell command without its "$ " prompt; continuation
+	// lines and here-documents are part of it.
+	Command string
+	// Output is the documented output, one entry per line.
+	Output []string
+	// Line is the README line of the command (1-based).
+	Line int
+	// outStart and outEnd delimit the output lines in the README (0-based,
+	// end exclusive), for rewriting.
+	outStart, outEnd int
+}
+
+var heredoc = regexp.MustCompile(`<<-?\s*'?"?([A-Za-z_]+)'?"?`)
+
+// Parse returns the steps of the walkthrough section of a README: every
+// "$ command" line of its ```console blocks and the lines up to the next
+// command or the end of the block.
+func Parse(readme string) ([]Step, error) {
+	lines := strings.Split(readme, "\n")
+	start := -1
+	for i, l := range lines {
+		if strings.TrimSpace(l) == Section {
+			start = i + 1
+			break
+		}
+	}
+	if start < 0 {
+		return nil, fmt.Errorf("README has no %q section", Section)
+	}
+	var steps []Step
+	inBlock := false
+	for i := start; i < len(lines); i++ {
+		l := lines[i]
+		if !inBlock && strings.HasPrefix(l, "## ") {
+			break
+		}
+		if !inBlock {
+			inBlock = strings.TrimSpace(l) == "```console"
+			continue
+		}
+		if strings.TrimSpace(l) == "```" {
+			inBlock = false
+			continue
+		}
+		if !strings.HasPrefix(l, "$ ") {
+			if len(steps) == 0 || steps[len(steps)-1].outEnd != i {
+				return nil, fmt.Errorf("README line %d: output before any command in a console block", i+1)
+			}
+			steps[len(steps)-1].Output = append(steps[len(steps)-1].Output, l)
+			steps[len(steps)-1].outEnd = i + 1
+			continue
+		}
+		s := Step{Command: strings.TrimPrefix(l, "$ "), Line: i + 1}
+		for strings.HasSuffix(s.Command, "\\") && i+1 < len(lines) {
+			i++
+			s.Command += "\n" + lines[i]
+		}
+		if m := heredoc.FindStringSubmatch(s.Command); m != nil {
+			for i+1 < len(lines) {
+				i++
+				s.Command += "\n" + lines[i]
+				if lines[i] == m[1] {
+					break
+				}
+			}
+		}
+		s.outStart, s.outEnd = i+1, i+1
+		steps = append(steps, s)
+	}
+	if inBlock {
+		return nil, fmt.Errorf("README: a console block in %q is not closed", Section)
+	}
+	return steps, nil
+}
+
+// Rewrite returns the README with each step's output replaced by outputs[i].
+func Rewrite(readme string, steps []Step, outputs [][]string) string {
+	lines := strings.Split(readme, "\n")
+	var out []string
+	next := 0
+	for i, s := range steps {
+		out = append(out, lines[next:s.outStart]...)
+		out = append(out, outputs[i]...)
+		next = s.outEnd
+	}
+	out = append(out, lines[next:]...)
+	return strings.Join(out, "\n")
+}
+
+var (
+	// age is a kubectl AGE or DURATION column value (5s, 2m, 3m10s, 1h).
+	age = regexp.MustCompile(`^\d+(s|m|h|d)(\d+(s|m))?$`)
+	// timestamp is an RFC 3339 time.
+	timestamp = regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`)
+	// workflowUID is the part of a workflow name taken from the namespace's UID.
+	workflowUID = regexp.MustCompile(`nsprov-[0-9a-f]{12}-`)
+	// spaces are runs of blanks between table columns.
+	spaces = regexp.MustCompile(`[ \t]+`)
+)
+
+// Normalize makes output comparable across runs: ages, timestamps and the UID
+// part of workflow names become placeholders, column padding one blank, and trailing blank lines go.
+func Normalize(lines []string) []string {
+	out := make([]string, 0, len(lines))
+	for _, l := range lines {
+		l = timestamp.ReplaceAllString(l, "<time>")
+		l = workflowUID.ReplaceAllString(l, "nsprov-<uid>-")
+		fields := strings.Fields(l)
+		for i, f := range fields {
+			if age.MatchString(f) {
+				fields[i] = "<age>"
+			}
+		}
+		l = spaces.ReplaceAllString(strings.Join(fields, " "), " ")
+		out = append(out, l)
+	}
+	for len(out) > 0 && out[len(out)-1] == "" {
+		out = out[:len(out)-1]
+	}
+	return out
+}
