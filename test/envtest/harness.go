@@ -143,6 +143,28 @@ func CRDPaths() ([]string, error) {
 	return paths, nil
 }
 
+// NewControlPlane returns an unstarted envtest environment that runs the
+// binaries in assets and installs the CRDs of CRDPaths.
+func NewControlPlane(assets string) (*crenvtest.Environment, error) {
+	crds, err := CRDPaths()
+	if err != nil {
+		return nil, err
+	}
+	return &crenvtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDInstallOptions: crenvtest.CRDInstallOptions{
+			// Establishing the CRDs takes longer than the 10s default on a
+			// busy 2-core machine.
+			MaxTime:            2 * time.Minute,
+			Paths:              crds,
+			ErrorIfPathMissing: true,
+		},
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
+		Scheme:                   Scheme,
+	}, nil
+}
+
 // Start starts etcd, kube-apiserver and nsprov's webhooks, and returns once
 // the API server calls the webhooks.
 func Start(ctx context.Context, o Options) (*Env, error) {
@@ -172,26 +194,13 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	for _, w := range validating.Webhooks {
 		trimPath(&w.ClientConfig)
 	}
-	crds, err := CRDPaths()
+	env, err := NewControlPlane(assets)
 	if err != nil {
 		return nil, err
 	}
-	env := &crenvtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDInstallOptions: crenvtest.CRDInstallOptions{
-			// Establishing the CRDs takes longer than the 10s default on a
-			// busy 2-core machine.
-			MaxTime:            2 * time.Minute,
-			Paths:              crds,
-			ErrorIfPathMissing: true,
-		},
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  time.Minute,
-		Scheme:                   Scheme,
-		WebhookInstallOptions: crenvtest.WebhookInstallOptions{
-			MutatingWebhooks:   []*admissionregistrationv1.MutatingWebhookConfiguration{mutating},
-			ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{validating},
-		},
+	env.WebhookInstallOptions = crenvtest.WebhookInstallOptions{
+		MutatingWebhooks:   []*admissionregistrationv1.MutatingWebhookConfiguration{mutating},
+		ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{validating},
 	}
 	cfg, err := env.Start()
 	if err != nil {
