@@ -11,12 +11,12 @@ import rego.v1
 #   The requester is in the team's group, or an admin. Checked on CREATE and on
 #   an UPDATE that changes a request annotation.
 deny contains violation if {
-	lib.is_requested
-	request_changed
 	team := lib.annotations[lib.team_key]
 	lib.valid_team(team)
 	group := lib.team_group(team)
 	not group in lib.groups
+	lib.is_requested
+	request_changed
 	not lib.is_admin
 	not lib.is_manager
 	violation := {
@@ -37,7 +37,7 @@ request_changed if {
 # title: team-immutable
 # description: The team of a namespace does not change after creation (admins excepted).
 deny contains violation if {
-	lib.operation == "UPDATE"
+	input.request.operation == "UPDATE"
 	not lib.is_admin
 	old := lib.old_annotations[lib.team_key]
 	new := lib.annotations[lib.team_key]
@@ -52,7 +52,7 @@ deny contains violation if {
 # title: environment-immutable
 # description: The environment of a namespace does not change after creation (admins excepted).
 deny contains violation if {
-	lib.operation == "UPDATE"
+	input.request.operation == "UPDATE"
 	not lib.is_admin
 	old := lib.old_annotations[lib.environment_key]
 	new := lib.annotations[lib.environment_key]
@@ -67,7 +67,7 @@ deny contains violation if {
 # title: request-annotations-removed
 # description: An UPDATE keeps the team and environment of a requested namespace (admins excepted).
 deny contains violation if {
-	lib.operation == "UPDATE"
+	input.request.operation == "UPDATE"
 	lib.was_requested
 	not lib.is_admin
 	removed := [key |
@@ -89,11 +89,11 @@ deny contains violation if {
 #   nsprov.io/workflow. A value is accepted when nsprov derives it from the
 #   request (the mirrored labels and the requester) or when it is unchanged.
 deny contains violation if {
-	not lib.is_manager
-	some key, value in lib.labels
+	some key, value in unverified_labels
 	startswith(key, lib.prefix)
 	not derived_label(key, value)
 	object.get(lib.old_labels, key, null) != value
+	not lib.is_manager
 	violation := {
 		"rule": "managed-metadata-forged",
 		"message": sprintf("label %s=%q is written by nsprov and cannot be set by %q; remove it (nsprov mirrors %s from the annotations)", [key, value, lib.username, concat(", ", sort(lib.mirrored_label_keys))]),
@@ -101,16 +101,42 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	not lib.is_manager
-	some key in [lib.requested_by_key, lib.workflow_key]
+	key := lib.requested_by_key
 	value := lib.annotations[key]
 	not derived_annotation(key, value)
 	object.get(lib.old_annotations, key, null) != value
+	not lib.is_manager
 	violation := {
 		"rule": "managed-metadata-forged",
 		"message": sprintf("annotation %s=%q is written by nsprov and cannot be set by %q; remove it", [key, value, lib.username]),
 	}
 }
+
+# METADATA
+# title: managed-metadata-forged (workflow)
+# description: >-
+#   Only nsprov writes nsprov.io/workflow; it never derives it from the
+#   request, so any new or changed value is forged.
+deny contains violation if {
+	# Read from input directly, so that the rule index skips the rule when the
+	# annotation is absent.
+	value := input.request.object.metadata.annotations["nsprov.io/workflow"]
+	key := lib.workflow_key
+	object.get(lib.old_annotations, key, null) != value
+	not lib.is_manager
+	violation := {
+		"rule": "managed-metadata-forged",
+		"message": sprintf("annotation %s=%q is written by nsprov and cannot be set by %q; remove it", [key, value, lib.username]),
+	}
+}
+
+# The labels the label rule above must check: all of them, or, when every
+# mirrored label holds the value of its annotation (so nsprov derived it),
+# only the others.
+unverified_labels := object.remove(lib.labels, lib.mirrored_label_keys) if {
+	lib.is_requested
+	object.subset(lib.annotations, object.filter(lib.labels, lib.mirrored_label_keys))
+} else := lib.labels
 
 derived_label(key, value) if {
 	lib.is_requested
@@ -130,6 +156,6 @@ derived_annotation(key, value) if {
 	value == expected_requester
 }
 
-expected_requester := lib.old_annotations[lib.requested_by_key]
-
-expected_requester := lib.username if not lib.old_annotations[lib.requested_by_key]
+# The requester of the request that first asked for the namespace: kept from
+# the old object, else the authenticated user.
+expected_requester := object.get(lib.old_annotations, lib.requested_by_key, lib.username)

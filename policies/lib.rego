@@ -75,9 +75,15 @@ labels := l if {
 	is_object(l)
 } else := {}
 
-old_annotations := annotations_of(old_obj)
+old_annotations := a if {
+	a := input.request.oldObject.metadata.annotations
+	is_object(a)
+} else := {}
 
-old_labels := labels_of(old_obj)
+old_labels := l if {
+	l := input.request.oldObject.metadata.labels
+	is_object(l)
+} else := {}
 
 # requested(o) holds when o carries at least one request annotation.
 requested(o) if {

@@ -9,9 +9,9 @@ import rego.v1
 # title: name-environment-suffix
 # description: The name ends with the environment's suffix (-dev, -staging, -prod).
 deny contains violation if {
-	lib.is_requested
 	suffix := lib.environment_config.name_suffix
 	not endswith(lib.name, suffix)
+	lib.is_requested
 	violation := {
 		"rule": "name-environment-suffix",
 		"message": sprintf("namespace %q is in %s and must end with %q, for example %s%s", [lib.name, lib.environment, suffix, trim_suffix_any(lib.name), suffix]),
@@ -22,9 +22,10 @@ deny contains violation if {
 # title: name-reserved
 # description: The name does not use a reserved prefix or a reserved name.
 deny contains violation if {
-	lib.is_requested
+	strings.any_prefix_match(lib.name, data.config.names.reserved_prefixes)
 	some reserved in data.config.names.reserved_prefixes
 	startswith(lib.name, reserved)
+	lib.is_requested
 	violation := {
 		"rule": "name-reserved",
 		"message": sprintf("namespace %q starts with %q, which is reserved for the platform; choose another name", [lib.name, reserved]),
@@ -32,8 +33,8 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	lib.is_requested
 	lib.name in data.config.names.reserved
+	lib.is_requested
 	violation := {
 		"rule": "name-reserved",
 		"message": sprintf("namespace %q is a reserved name; choose another name", [lib.name]),

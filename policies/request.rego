@@ -16,12 +16,18 @@ tiers := data.config.tiers
 
 modes := data.config.network_policies.modes
 
+# Every deny rule runs on every request. Its conditions are ordered so that
+# the one an allowed request fails comes first and the ones every requested
+# namespace passes (lib.is_requested) come last; rules that only apply to an
+# UPDATE test input.request.operation directly, which the rule index uses to
+# skip them on CREATE. The order does not change what a rule decides.
+
 # METADATA
 # title: request-required
 # description: Users outside the admin and exempt groups must request a namespace with annotations.
 deny contains violation if {
-	lib.operation == "CREATE"
 	not lib.is_requested
+	lib.operation == "CREATE"
 	not lib.is_admin
 	not lib.is_exempt
 	not lib.is_manager
@@ -35,8 +41,8 @@ deny contains violation if {
 # title: team-required
 # description: A requested namespace names its team.
 deny contains violation if {
-	lib.is_requested
 	not lib.annotations[lib.team_key]
+	lib.is_requested
 	violation := {
 		"rule": "team-required",
 		"message": sprintf("annotation %s is missing; set it to your team's name, for example %s=payments", [lib.team_key, lib.team_key]),
@@ -47,9 +53,9 @@ deny contains violation if {
 # title: team-invalid
 # description: The team is a DNS label of at most 40 characters.
 deny contains violation if {
-	lib.is_requested
 	team := lib.annotations[lib.team_key]
 	not lib.valid_team(team)
+	lib.is_requested
 	violation := {
 		"rule": "team-invalid",
 		"message": sprintf("team %q is not valid; use at most 40 lower-case letters, digits and '-', starting and ending with a letter or digit", [team]),
@@ -60,8 +66,8 @@ deny contains violation if {
 # title: environment-required
 # description: A requested namespace names its environment.
 deny contains violation if {
-	lib.is_requested
 	not lib.annotations[lib.environment_key]
+	lib.is_requested
 	violation := {
 		"rule": "environment-required",
 		"message": sprintf("annotation %s is missing; set it to one of %s", [lib.environment_key, one_of(environments)]),
@@ -72,9 +78,9 @@ deny contains violation if {
 # title: environment-invalid
 # description: The environment is one of the catalogue's environments.
 deny contains violation if {
-	lib.is_requested
 	env := lib.annotations[lib.environment_key]
 	not environments[env]
+	lib.is_requested
 	violation := {
 		"rule": "environment-invalid",
 		"message": sprintf("environment %q is not known; use one of %s", [env, one_of(environments)]),
@@ -85,9 +91,9 @@ deny contains violation if {
 # title: tier-invalid
 # description: The tier is one of the catalogue's tiers.
 deny contains violation if {
-	lib.is_requested
 	tier := lib.annotations[lib.tier_key]
 	not tiers[tier]
+	lib.is_requested
 	violation := {
 		"rule": "tier-invalid",
 		"message": sprintf("tier %q is not in the catalogue; use one of %s", [tier, one_of(tiers)]),
@@ -98,10 +104,10 @@ deny contains violation if {
 # title: tier-not-allowed-in-environment
 # description: Each environment allows a subset of the tiers.
 deny contains violation if {
-	lib.is_requested
-	tiers[lib.tier]
 	allowed := lib.environment_config.allowed_tiers
 	not lib.tier in allowed
+	tiers[lib.tier]
+	lib.is_requested
 	violation := {
 		"rule": "tier-not-allowed-in-environment",
 		"message": sprintf("tier %q is not allowed in %s; use one of %s", [lib.tier, lib.environment, concat(", ", allowed)]),
@@ -112,9 +118,9 @@ deny contains violation if {
 # title: network-policy-invalid
 # description: The network policy mode is one of the catalogue's modes.
 deny contains violation if {
-	lib.is_requested
 	mode := lib.annotations[lib.network_policy_key]
 	not modes[mode]
+	lib.is_requested
 	violation := {
 		"rule": "network-policy-invalid",
 		"message": sprintf("network policy %q is not known; use one of %s", [mode, one_of(modes)]),
@@ -125,10 +131,10 @@ deny contains violation if {
 # title: network-policy-not-allowed-in-environment
 # description: Each environment allows a subset of the network policy modes (no open in production).
 deny contains violation if {
-	lib.is_requested
-	modes[lib.network_policy]
 	allowed := lib.environment_config.allowed_network_policies
 	not lib.network_policy in allowed
+	modes[lib.network_policy]
+	lib.is_requested
 	violation := {
 		"rule": "network-policy-not-allowed-in-environment",
 		"message": sprintf("network policy %q is not allowed in %s; use one of %s", [lib.network_policy, lib.environment, concat(", ", allowed)]),
@@ -139,9 +145,9 @@ deny contains violation if {
 # title: feature-invalid
 # description: Every requested feature is in the catalogue.
 deny contains violation if {
-	lib.is_requested
 	some feature in lib.features
 	not data.config.features[feature]
+	lib.is_requested
 	violation := {
 		"rule": "feature-invalid",
 		"message": sprintf("feature %q is not known; use a comma-separated list from %s", [feature, one_of(data.config.features)]),

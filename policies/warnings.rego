@@ -18,8 +18,8 @@ warn contains msg if {
 # title: tier cost on change
 # description: A tier change shows the old and the new cost.
 warn contains msg if {
+	input.request.operation == "UPDATE"
 	lib.is_requested
-	lib.operation == "UPDATE"
 	old := lib.tier_of(lib.old_obj)
 	old != lib.tier
 	msg := sprintf("tier changes from %s to %s: from %s to %s", [old, lib.tier, describe_tier(old), describe_tier(lib.tier)])
@@ -29,9 +29,9 @@ warn contains msg if {
 # title: open network policy
 # description: An open namespace outside development is allowed but flagged.
 warn contains msg if {
-	lib.is_requested
 	lib.network_policy in lib.environment_config.warn_network_policies
 	lib.network_policy in lib.environment_config.allowed_network_policies
+	lib.is_requested
 	msg := sprintf("network policy %s in %s: %s; consider isolated or team", [lib.network_policy, lib.environment, data.config.network_policies.modes[lib.network_policy].description])
 }
 
@@ -39,9 +39,8 @@ warn contains msg if {
 # title: unknown nsprov.io annotation
 # description: A misspelt annotation is ignored, so say so.
 warn contains msg if {
-	some key, _ in lib.annotations
+	some key in (object.keys(lib.annotations) - lib.known_annotation_keys)
 	startswith(key, lib.prefix)
-	not key in lib.known_annotation_keys
 	msg := sprintf("annotation %s is not used by nsprov and is ignored; known annotations: %s", [key, concat(", ", sort(lib.known_annotation_keys))])
 }
 
