@@ -108,6 +108,9 @@ func (m *material) problem(hosts []string, now time.Time) string {
 	if !now.Before(renewAt(m.leaf)) {
 		return fmt.Sprintf("the serving certificate is two thirds through its lifetime (expires %s)", m.leaf.NotAfter.Format(time.RFC3339))
 	}
+	if m.caKey != nil && m.caDue(now) {
+		return fmt.Sprintf("the CA is two thirds through its lifetime (expires %s)", m.cas[0].NotAfter.Format(time.RFC3339))
+	}
 	return ""
 }
 

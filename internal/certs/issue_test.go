@@ -88,6 +88,15 @@ func TestProblems(t *testing.T) {
 	if p := m.problem([]string{"other.example"}, now); !strings.Contains(p, "not valid for other.example") {
 		t.Errorf("problem for a host the certificate lacks = %q", p)
 	}
+	// A fresh certificate from a CA two thirds through its life (9h CA,
+	// 90m certificates) is renewed, with a new CA.
+	fresh := mustIssue(t, m, now.Add(5*time.Hour+30*time.Minute))
+	if !fresh.cas[0].Equal(m.cas[0]) {
+		t.Fatal("a renewal before the CA is due changed the CA")
+	}
+	if p := fresh.problem(hosts, now.Add(6*time.Hour+time.Minute)); !strings.Contains(p, "the CA is two thirds through") {
+		t.Errorf("problem when the CA is due = %q", p)
+	}
 	adopted := *m
 	adopted.caKey = nil
 	if !adopted.caDue(now) {

@@ -56,6 +56,9 @@ type Manager struct {
 	hosts   []string
 	current atomic.Pointer[tls.Certificate]
 	mu      sync.Mutex // serializes Sync
+	// inPlace is the CA bundle both webhook configurations held at the end
+	// of the previous Sync.
+	inPlace []byte
 }
 
 // New checks the options and returns a Manager that serves nothing until its
@@ -144,10 +147,17 @@ func (m *Manager) Sync(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := m.inject(ctx, log, data[CAKey]); err != nil {
+	bundle := data[CAKey]
+	changed, err := m.inject(ctx, log, bundle)
+	if err != nil {
 		return err
 	}
-	return m.load(log, data)
+	// A certificate from a new CA is served only once the API server has had
+	// a CheckInterval to see the bundle that trusts it: the bundle must have
+	// been in place at the previous Sync already.
+	settled := !changed && bytes.Equal(m.inPlace, bundle)
+	m.inPlace = bundle
+	return m.load(log, data, settled)
 }
 
 // ensureSecret returns valid Secret data, writing new data when the Secret
@@ -201,9 +211,10 @@ func (m *Manager) ensureSecret(ctx context.Context, log logr.Logger) (map[string
 }
 
 // inject writes bundle into every webhook of both configurations that does
-// not have it yet.
-func (m *Manager) inject(ctx context.Context, log logr.Logger, bundle []byte) error {
+// not have it yet, and says whether it wrote.
+func (m *Manager) inject(ctx context.Context, log logr.Logger, bundle []byte) (bool, error) {
 	name := types.NamespacedName{Name: m.o.WebhookConfiguration}
+	wrote := false
 	for _, c := range []struct {
 		kind string
 		obj  client.Object
@@ -238,14 +249,15 @@ func (m *Manager) inject(ctx context.Context, log logr.Logger, bundle []byte) er
 			if err := m.o.Client.Update(ctx, obj); err != nil {
 				return err
 			}
+			wrote = true
 			log.Info("CA bundle written", "kind", c.kind, "name", name.Name)
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("writing the CA bundle into %s %s (it must exist; the chart creates it): %w", c.kind, name.Name, err)
+			return false, fmt.Errorf("writing the CA bundle into %s %s (it must exist; the chart creates it): %w", c.kind, name.Name, err)
 		}
 	}
-	return nil
+	return wrote, nil
 }
 
 func retryOnConflict(f func() error) error {
@@ -259,13 +271,21 @@ func retryOnConflict(f func() error) error {
 }
 
 // load serves the Secret's certificate when it differs from the served one.
-func (m *Manager) load(log logr.Logger, data map[string][]byte) error {
-	if c := m.current.Load(); c != nil && bytes.Equal(c.Certificate[0], leafDER(data[CertKey])) {
+// A certificate from another CA than the served one waits until the bundle
+// has settled; the first certificate is served at once, as nothing is
+// served before it.
+func (m *Manager) load(log logr.Logger, data map[string][]byte, settled bool) error {
+	cur := m.current.Load()
+	if cur != nil && bytes.Equal(cur.Certificate[0], leafDER(data[CertKey])) {
 		return nil
 	}
 	pair, err := tls.X509KeyPair(data[CertKey], data[KeyKey])
 	if err != nil {
 		return fmt.Errorf("secret %s/%s: tls.crt and tls.key: %w", m.o.Namespace, m.o.SecretName, err)
+	}
+	if cur != nil && !settled && !bytes.Equal(cur.Leaf.AuthorityKeyId, pair.Leaf.AuthorityKeyId) {
+		log.Info("a certificate from a new CA waits one check interval for the API server to trust its CA", "serial", pair.Leaf.SerialNumber.String())
+		return nil
 	}
 	m.current.Store(&pair)
 	log.Info("serving certificate loaded", "serial", pair.Leaf.SerialNumber.String(), "notAfter", pair.Leaf.NotAfter)

@@ -1,0 +1,189 @@
+package chart
+
+import (
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/spf13/pflag"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/nsprov/nsprov/cmd/webhook/app"
+	"github.com/nsprov/nsprov/internal/admission"
+)
+
+func convert(t *testing.T, u *unstructured.Unstructured, into any) {
+	t.Helper()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, into, true); err != nil {
+		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
+	}
+}
+
+// TestWebhooksMatchConfigurations: the chart's webhook configurations are
+// what admission.Configurations builds for the same values, so the two
+// cannot drift (the chart adds only a namespaceSelector for the exempt
+// namespaces).
+func TestWebhooksMatchConfigurations(t *testing.T) {
+	tests := []struct {
+		name   string
+		values map[string]any
+		want   admission.ConfigurationOptions
+	}{
+		{"defaults", nil, admission.ConfigurationOptions{
+			ExemptGroups: []string{"system:masters", "platform-admins", "system:serviceaccounts:kube-system"},
+		}},
+		{"Ignore, 3s, other exemptions", map[string]any{"webhook": map[string]any{
+			"failurePolicy": "Ignore", "timeoutSeconds": 3,
+			"exemptGroups": []any{"ops", `quote"d`}, "exemptUsers": []any{"ci-bot"},
+		}}, admission.ConfigurationOptions{
+			FailurePolicy: admissionregistrationv1.Ignore, TimeoutSeconds: 3,
+			ExemptGroups: []string{"ops", `quote"d`}, ExemptUsers: []string{"ci-bot"},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := render(t, tc.values)
+			var gotM admissionregistrationv1.MutatingWebhookConfiguration
+			var gotV admissionregistrationv1.ValidatingWebhookConfiguration
+			convert(t, find(t, objs, "MutatingWebhookConfiguration", "nsprov"), &gotM)
+			convert(t, find(t, objs, "ValidatingWebhookConfiguration", "nsprov"), &gotV)
+
+			o := tc.want
+			o.Name, o.ServiceNamespace, o.ServiceName, o.ServicePort = "nsprov", releaseNamespace, "nsprov", 443
+			wantM, wantV := admission.Configurations(o)
+			if len(gotM.Webhooks) != 1 || len(gotV.Webhooks) != 1 {
+				t.Fatalf("want one webhook in each configuration, got %d and %d", len(gotM.Webhooks), len(gotV.Webhooks))
+			}
+			for _, sel := range []**metav1.LabelSelector{&gotM.Webhooks[0].NamespaceSelector, &gotV.Webhooks[0].NamespaceSelector} {
+				checkExemptNamespaces(t, *sel)
+				*sel = nil
+			}
+			if !reflect.DeepEqual(gotM.Webhooks, wantM.Webhooks) {
+				t.Errorf("mutating webhook:\nchart:     %+v\nConfigurations: %+v", gotM.Webhooks[0], wantM.Webhooks[0])
+			}
+			if !reflect.DeepEqual(gotV.Webhooks, wantV.Webhooks) {
+				t.Errorf("validating webhook:\nchart:     %+v\nConfigurations: %+v", gotV.Webhooks[0], wantV.Webhooks[0])
+			}
+		})
+	}
+}
+
+func checkExemptNamespaces(t *testing.T, sel *metav1.LabelSelector) {
+	t.Helper()
+	if sel == nil || len(sel.MatchExpressions) != 1 {
+		t.Fatalf("namespaceSelector = %+v, want one expression on kubernetes.io/metadata.name", sel)
+	}
+	e := sel.MatchExpressions[0]
+	want := []string{"kube-system", "kube-public", "kube-node-lease", "default", releaseNamespace, "argo"}
+	if e.Key != "kubernetes.io/metadata.name" || e.Operator != "NotIn" || !reflect.DeepEqual(e.Values, want) {
+		t.Errorf("namespaceSelector expression = %+v, want NotIn %v", e, want)
+	}
+}
+
+// TestDeployment: the restricted pod security profile, probes, replicas
+// and spreading, and arguments that `nsprov serve` accepts in every value
+// set, so the chart and the flags cannot drift.
+func TestDeployment(t *testing.T) {
+	for name, values := range valueSets(t) {
+		t.Run(name, func(t *testing.T) {
+			var d appsv1.Deployment
+			convert(t, find(t, render(t, values), "Deployment", "nsprov"), &d)
+			if *d.Spec.Replicas < 2 {
+				t.Errorf("replicas = %d, want at least 2", *d.Spec.Replicas)
+			}
+			pod := d.Spec.Template.Spec
+			if pod.Affinity == nil || pod.Affinity.PodAntiAffinity == nil {
+				t.Error("no pod anti-affinity")
+			}
+			if pod.ServiceAccountName != "nsprov" {
+				t.Errorf("service account %q, want nsprov (the policy's manager_users name it)", pod.ServiceAccountName)
+			}
+			if psc := pod.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot ||
+				psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+				t.Errorf("pod security context %+v is not restricted", psc)
+			}
+			c := pod.Containers[0]
+			sc := c.SecurityContext
+			if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+				sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+				sc.Capabilities == nil || !reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+				t.Errorf("container security context %+v is not restricted", sc)
+			}
+			if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
+				t.Error("liveness and readiness probes must check /healthz and /readyz")
+			}
+			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+				t.Error("no resource requests and limits")
+			}
+			if len(c.Args) == 0 || c.Args[0] != "serve" {
+				t.Fatalf("args %v do not run nsprov serve", c.Args)
+			}
+			opts := &app.ServeOptions{}
+			fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+			opts.AddFlags(fs)
+			if err := fs.Parse(c.Args[1:]); err != nil {
+				t.Fatalf("nsprov serve refuses the chart's arguments %v: %v", c.Args[1:], err)
+			}
+			if opts.Identity != "system:serviceaccount:"+releaseNamespace+":nsprov" {
+				t.Errorf("--identity %q is not the pod's service account", opts.Identity)
+			}
+			for flag, want := range map[string]string{"audit-report-size": "1000", "audit-interval": "10m0s", "decision-log": "stdout"} {
+				if f := fs.Lookup(flag); f == nil || f.Value.String() != want || !f.Changed {
+					t.Errorf("--%s: the chart must pass the value's default %s (flag %+v)", flag, want, f)
+				}
+			}
+			wantMode := app.CertModeSelfManaged
+			if cm, _ := values["certManager"].(map[string]any); cm != nil && cm["enabled"] == true {
+				wantMode = app.CertModeFiles
+			}
+			if opts.Certs.Mode != wantMode {
+				t.Errorf("--cert-mode %q, want %q", opts.Certs.Mode, wantMode)
+			}
+		})
+	}
+}
+
+// TestCertManagerMode: an Issuer and Certificate, and the CA injection
+// annotation on both webhook configurations; no Secret permissions for nsprov.
+func TestCertManagerMode(t *testing.T) {
+	objs := render(t, map[string]any{"certManager": map[string]any{"enabled": true}})
+	cert := find(t, objs, "Certificate", "nsprov-webhook")
+	dns, _, _ := unstructured.NestedStringSlice(cert.Object, "spec", "dnsNames")
+	if !reflect.DeepEqual(dns, []string{"nsprov.nsprov-system.svc", "nsprov.nsprov-system.svc.cluster.local"}) {
+		t.Errorf("certificate DNS names %v", dns)
+	}
+	find(t, objs, "Issuer", "nsprov-ca")
+	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		if got := find(t, objs, kind, "nsprov").GetAnnotations()["cert-manager.io/inject-ca-from"]; got != "nsprov-system/nsprov-webhook" {
+			t.Errorf("%s cert-manager.io/inject-ca-from = %q", kind, got)
+		}
+	}
+	for _, o := range objs {
+		if o.GetKind() != "Role" && o.GetKind() != "ClusterRole" {
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		for _, r := range rules {
+			res, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+			if slices.Contains(res, "secrets") || slices.Contains(res, "mutatingwebhookconfigurations") {
+				t.Errorf("with cert-manager, %s %s must not grant %v", o.GetKind(), o.GetName(), res)
+			}
+		}
+	}
+
+	named := render(t, map[string]any{"certManager": map[string]any{"enabled": true, "issuerRef": map[string]any{"name": "corp", "kind": "ClusterIssuer"}}})
+	for _, o := range named {
+		if o.GetKind() == "Issuer" {
+			t.Errorf("a named issuer must not create Issuer %s", o.GetName())
+		}
+	}
+	ref, _, _ := unstructured.NestedStringMap(find(t, named, "Certificate", "nsprov-webhook").Object, "spec", "issuerRef")
+	if ref["name"] != "corp" || ref["kind"] != "ClusterIssuer" {
+		t.Errorf("issuerRef %v, want ClusterIssuer corp", ref)
+	}
+}
