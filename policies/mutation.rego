@@ -47,7 +47,7 @@ features_annotation := {"nsprov.io/features": concat(",", lib.features)} if {
 # The requester is the authenticated user of the request that first asked for
 # the namespace; later updates keep it.
 requested_by := old if {
-	lib.operation == "UPDATE"
+	input.request.operation == "UPDATE"
 	old := lib.old_annotations["nsprov.io/requested-by"]
 } else := lib.username
 
@@ -58,8 +58,8 @@ requested_by := old if {
 labels := object.union(stale_labels, mirrored)
 
 stale_labels := {key: null |
-	some key in lib.mirrored_label_keys
-	_ = lib.labels[key]
+	some key, _ in lib.labels
+	key in lib.mirrored_label_keys
 	not mirrored[key]
 }
 
