@@ -4,14 +4,29 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
-	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+	crlog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/test/envtest"
+	"github.com/nsprov/nsprov/test/envtest/argorunner"
+	"github.com/nsprov/nsprov/test/envtest/chartrender"
 )
 
 // A Person is one of the walkthrough's users: a kubeconfig context of the same
@@ -35,6 +50,9 @@ const (
 	KubeconfigFile = "kubeconfig"
 	// LogFile receives nsprov's logs.
 	LogFile = "nsprov.log"
+	// DecisionLogFile receives nsprov's decision log, a JSON line per
+	// admission decision.
+	DecisionLogFile = "decisions.log"
 	// processesFile records the control-plane processes of the running
 	// environment, so the next start can stop them if this one was killed.
 	processesFile = "processes"
@@ -45,26 +63,37 @@ const (
 
 // Options configure the dev environment.
 type Options struct {
-	// StateDir receives the kubeconfig, the log and the control plane's
+	// StateDir receives the kubeconfig, the logs and the control plane's
 	// temporary files.
 	StateDir string
 	// PolicyDir replaces the embedded policy bundle and is watched for edits.
 	PolicyDir string
-	// Logger receives nsprov's logs (default: discarded).
-	Logger logr.Logger
 }
+
+// Namespace is where the chart is installed, as `helm install -n` would.
+const Namespace = "nsprov-system"
 
 // Env is a running dev environment.
 type Env struct {
-	*envtest.Env
+	// Config is an admin (system:masters) configuration.
+	Config *rest.Config
+	// Client is an admin client.
+	Client client.Client
 	// Kubeconfig is the path of the kubeconfig with a context per person.
 	Kubeconfig string
 
 	stateDir string
+	cp       *crenvtest.Environment
+	log      *os.File
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	served   chan int // the exit code of nsprov serve
 }
 
-// Start cleans up what a killed earlier run left in the state directory, then
-// starts etcd, kube-apiserver and nsprov, and writes the kubeconfig.
+// Start cleans up what a killed earlier run left in the state directory,
+// starts etcd and kube-apiserver, installs the chart's objects, and runs
+// `nsprov serve` with the chart's arguments and the local runner of the
+// workflow's steps; it returns once the API server reaches the webhooks.
 func Start(ctx context.Context, o Options) (*Env, error) {
 	if o.StateDir == "" {
 		return nil, errors.New("devenv: a state directory is required")
@@ -88,22 +117,262 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err := os.Setenv("TMPDIR", tmp); err != nil {
 		return nil, err
 	}
-
-	env, err := envtest.Start(ctx, envtest.Options{PolicyDir: o.PolicyDir, Logger: o.Logger})
+	logFile, err := os.Create(filepath.Join(stateDir, LogFile))
 	if err != nil {
-		_ = os.RemoveAll(tmp)
 		return nil, err
 	}
-	e := &Env{Env: env, stateDir: stateDir, Kubeconfig: filepath.Join(stateDir, KubeconfigFile)}
+	// controller-runtime's own logs (envtest, the webhook server) go to the
+	// log file too; serve's logger writes there as well.
+	crlog.SetLogger(zap.New(zap.WriteTo(logFile), zap.ConsoleEncoder()))
+	// So do the webhook server's TLS handshake errors, which net/http logs
+	// with the standard logger.
+	stdlog.SetOutput(logFile)
+	assets, err := envtest.AssetsDir()
+	if err != nil {
+		return nil, err
+	}
+	cp, err := envtest.NewControlPlane(assets)
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{stateDir: stateDir, cp: cp, log: logFile, Kubeconfig: filepath.Join(stateDir, KubeconfigFile), served: make(chan int, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = e.Stop()
+		}
+	}()
+	if e.Config, err = cp.Start(); err != nil {
+		return nil, fmt.Errorf("starting the control plane from %s: %w", assets, err)
+	}
+	if e.Client, err = client.New(e.Config, client.Options{Scheme: envtest.Scheme}); err != nil {
+		return nil, err
+	}
 	if err := recordProcesses(filepath.Join(stateDir, processesFile)); err != nil {
-		_ = e.Stop()
+		return nil, err
+	}
+	port, err := envtest.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	deployment, err := e.installChart(ctx, port)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	if err := e.serve(runCtx, deployment, port, o.PolicyDir); err != nil {
+		return nil, err
+	}
+	if err := e.waitForWebhooks(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.runSteps(runCtx, assets); err != nil {
 		return nil, err
 	}
 	if err := e.writeKubeconfig(); err != nil {
-		_ = e.Stop()
 		return nil, err
 	}
+	ok = true
 	return e, nil
+}
+
+// values are the chart values of the dev environment: alice's and bob's
+// teams may request namespaces.
+func values() map[string]any {
+	return map[string]any{
+		"requester": map[string]any{"enabled": true, "groups": []any{"team-payments", "team-search"}},
+	}
+}
+
+// installChart creates the namespaces a `helm install -n nsprov-system
+// --create-namespace` on a cluster with Argo Workflows has, then every object
+// the chart renders but the Deployment and its PodDisruptionBudget (no
+// kubelet runs them; serve runs in process instead). The webhook
+// configurations call the local webhook port instead of the Service. It
+// returns the Deployment, whose arguments serve uses.
+func (e *Env) installChart(ctx context.Context, port int) (*unstructured.Unstructured, error) {
+	objs, err := chartrender.Render(values(), Namespace)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{Namespace, envtest.ArgoNamespace} {
+		if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+			return nil, fmt.Errorf("creating namespace %s: %w", name, err)
+		}
+	}
+	var deployment *unstructured.Unstructured
+	for _, obj := range objs {
+		switch obj.GetKind() {
+		case "Deployment":
+			deployment = obj
+			continue
+		case "PodDisruptionBudget":
+			continue
+		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
+			if err := callLocally(obj, port); err != nil {
+				return nil, err
+			}
+		}
+		if err := e.Client.Create(ctx, obj); err != nil {
+			return nil, fmt.Errorf("installing %s %s from the chart: %w", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	if deployment == nil {
+		return nil, errors.New("the chart rendered no Deployment")
+	}
+	return deployment, nil
+}
+
+// callLocally points every webhook of a webhook configuration at
+// https://127.0.0.1:port with the path of its Service reference.
+func callLocally(obj *unstructured.Unstructured, port int) error {
+	hooks, _, err := unstructured.NestedSlice(obj.Object, "webhooks")
+	if err != nil {
+		return err
+	}
+	for i, h := range hooks {
+		hook, _ := h.(map[string]any)
+		path, _, _ := unstructured.NestedString(hook, "clientConfig", "service", "path")
+		if path == "" {
+			return fmt.Errorf("webhook %v of %s has no service path", hook["name"], obj.GetName())
+		}
+		unstructured.RemoveNestedField(hook, "clientConfig", "service")
+		if err := unstructured.SetNestedField(hook, "https://127.0.0.1:"+strconv.Itoa(port)+path, "clientConfig", "url"); err != nil {
+			return err
+		}
+		hooks[i] = hook
+	}
+	return unstructured.SetNestedSlice(obj.Object, hooks, "webhooks")
+}
+
+// serve runs `nsprov serve` in process with the arguments of the chart's
+// Deployment, as nsprov's service account, adjusted to a process on this
+// machine: local addresses, a kubeconfig, the certificate valid for
+// 127.0.0.1, and the policy directory.
+func (e *Env) serve(ctx context.Context, deployment *unstructured.Unstructured, port int, policyDir string) error {
+	containers, _, err := unstructured.NestedSlice(deployment.Object, "spec", "template", "spec", "containers")
+	if err != nil || len(containers) == 0 {
+		return fmt.Errorf("the chart's Deployment has no containers: %v", err)
+	}
+	args, _, err := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
+	if err != nil || len(args) == 0 || args[0] != "serve" {
+		return fmt.Errorf("the chart's Deployment does not run `nsprov serve`: args %q", args)
+	}
+	kubeconfig, err := e.userKubeconfigFile(ServiceAccount, "system:serviceaccounts", "system:serviceaccounts:"+Namespace)
+	if err != nil {
+		return err
+	}
+	metricsPort, err := envtest.FreePort()
+	if err != nil {
+		return err
+	}
+	probePort, err := envtest.FreePort()
+	if err != nil {
+		return err
+	}
+	// Later flags win over the chart's.
+	args = append(args,
+		"--kubeconfig="+kubeconfig,
+		"--webhook-host=127.0.0.1",
+		"--webhook-port="+strconv.Itoa(port),
+		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(metricsPort),
+		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(probePort),
+		"--cert-namespace="+Namespace,
+		"--cert-hosts=127.0.0.1",
+		"--leader-election-namespace="+Namespace,
+		"--decision-log="+filepath.Join(e.stateDir, DecisionLogFile),
+		"--log-format=text",
+	)
+	if policyDir != "" {
+		args = append(args, "--policy-dir="+policyDir, "--policy-poll-interval=200ms")
+	}
+	// The Deployment gives nsprov its pod's name and namespace this way.
+	for k, v := range map[string]string{"POD_NAMESPACE": Namespace, "POD_NAME": "nsprov-dev"} {
+		if err := os.Setenv(k, v); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(e.log, "nsprov dev: running nsprov %s\n", strings.Join(args, " "))
+	e.wg.Go(func() {
+		e.served <- app.Run(ctx, args, strings.NewReader(""), e.log, e.log)
+	})
+	return nil
+}
+
+// waitForWebhooks waits until the API server gets nsprov's answer to a
+// request only nsprov denies: a bare namespace (dry run) from a requester
+// who is no admin.
+func (e *Env) waitForWebhooks(ctx context.Context) error {
+	cfg, err := e.user("nsprov-dev-probe", People[1].Groups...)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: envtest.Scheme})
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "probe-dev"}}
+		err := c.Create(ctx, ns, client.DryRunAll)
+		if err != nil && strings.Contains(err.Error(), "request-required") {
+			return nil
+		}
+		select {
+		case code := <-e.served:
+			e.served <- code
+			return fmt.Errorf("nsprov serve exited with code %d; see %s", code, filepath.Join(e.stateDir, LogFile))
+		default:
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the API server does not reach nsprov's webhooks after 2 minutes (last answer: %v); see %s", err, filepath.Join(e.stateDir, LogFile))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// runSteps runs the local runner of the workflow's resource steps, which
+// apply their manifests with kubectl as the provisioner's service account.
+func (e *Env) runSteps(ctx context.Context, assets string) error {
+	kubeconfig, err := e.userKubeconfigFile(envtest.ProvisionerUser, "system:serviceaccounts", "system:serviceaccounts:"+envtest.ArgoNamespace)
+	if err != nil {
+		return err
+	}
+	r := argorunner.New(e.Client, envtest.ArgoNamespace, filepath.Join(assets, "kubectl"), kubeconfig)
+	e.wg.Go(func() { _ = r.Start(ctx) })
+	return nil
+}
+
+// ServiceAccount is the username of nsprov's service account, as the chart
+// installs it.
+const ServiceAccount = "system:serviceaccount:" + Namespace + ":nsprov"
+
+func (e *Env) user(name string, groups ...string) (*rest.Config, error) {
+	u, err := e.cp.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding user %s: %w", name, err)
+	}
+	return u.Config(), nil
+}
+
+func (e *Env) userKubeconfig(name string, groups ...string) ([]byte, error) {
+	u, err := e.cp.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding user %s: %w", name, err)
+	}
+	return u.KubeConfig()
+}
+
+// userKubeconfigFile writes a kubeconfig for a user into the temporary
+// directory and returns its path.
+func (e *Env) userKubeconfigFile(name string, groups ...string) (string, error) {
+	data, err := e.userKubeconfig(name, groups...)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(e.stateDir, tmpDir, strings.NewReplacer(":", "-").Replace(name)+".kubeconfig")
+	return path, os.WriteFile(path, data, 0o600)
 }
 
 // writeKubeconfig writes one kubeconfig with a context, user and the cluster
@@ -111,7 +380,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 func (e *Env) writeKubeconfig() error {
 	out := clientcmdapi.NewConfig()
 	for _, p := range People {
-		data, err := e.UserKubeconfig(p.Name, p.Groups...)
+		data, err := e.userKubeconfig(p.Name, p.Groups...)
 		if err != nil {
 			return err
 		}
@@ -131,14 +400,31 @@ func (e *Env) writeKubeconfig() error {
 	return clientcmd.WriteToFile(*out, e.Kubeconfig)
 }
 
-// Stop stops nsprov and the control plane and removes the kubeconfig and the
-// temporary files; the log stays.
+// Stop stops nsprov, the runner and the control plane, and removes the
+// kubeconfig and the temporary files; the logs stay.
 func (e *Env) Stop() error {
-	err := e.Env.Stop()
+	var err error
+	if e.cancel != nil {
+		e.cancel()
+	}
+	// Let the in-process parts finish before their API server goes away.
+	stopped := make(chan struct{})
+	go func() { e.wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		err = errors.New("nsprov serve or the runner did not stop within 30 seconds")
+	}
+	if e.cp != nil {
+		err = errors.Join(err, e.cp.Stop())
+	}
 	for _, name := range []string{KubeconfigFile, processesFile, tmpDir} {
 		if rmErr := os.RemoveAll(filepath.Join(e.stateDir, name)); rmErr != nil {
 			err = errors.Join(err, rmErr)
 		}
+	}
+	if e.log != nil {
+		err = errors.Join(err, e.log.Close())
 	}
 	return err
 }

@@ -92,7 +92,7 @@ func TestDevStartsAndStopsCleanly(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range entries {
-			if e.Name() != devenv.LogFile {
+			if e.Name() != devenv.LogFile && e.Name() != devenv.DecisionLogFile {
 				t.Errorf("run %d stopped with %v and left %s in the state directory", i+1, sig, e.Name())
 			}
 		}

@@ -15,9 +15,6 @@ import (
 	"strings"
 	"syscall"
 
-	"go.uber.org/zap/zapcore"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-
 	"github.com/nsprov/nsprov/test/envtest/devenv"
 )
 
@@ -44,19 +41,8 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
-		return err
-	}
-	logPath := filepath.Join(o.stateDir, devenv.LogFile)
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	log := zap.New(zap.WriteTo(logFile), zap.Level(zapcore.Level(-1)))
-
 	fmt.Println("nsprov dev: starting etcd, kube-apiserver and nsprov")
-	env, err := devenv.Start(ctx, devenv.Options{StateDir: o.stateDir, PolicyDir: o.policyDir, Logger: log})
+	env, err := devenv.Start(ctx, devenv.Options{StateDir: o.stateDir, PolicyDir: o.policyDir})
 	if err != nil {
 		return err
 	}
@@ -66,6 +52,7 @@ func run(ctx context.Context, o options) error {
 		}
 		fmt.Println("nsprov dev: stopped")
 	}()
+	logPath := filepath.Join(o.stateDir, devenv.LogFile)
 
 	policy := "embedded"
 	if o.policyDir != "" {
@@ -76,7 +63,7 @@ func run(ctx context.Context, o options) error {
 		kubeconfig = "$PWD/" + rel
 	}
 	fmt.Printf(`nsprov dev ready: policy %s, log %s (Ctrl-C stops it). In another terminal:
-  export KUBECONFIG=%s PATH=$PWD/bin/k8s:$PATH
+  export KUBECONFIG=%s PATH=$PWD/bin:$PWD/bin/k8s:$PATH
   kubectl --context alice create -f examples/payments-dev.yaml
   kubectl --context alice wait --for=condition=Provisioned ns/payments-dev
   kubectl --context bob create -f examples/payments-staging-by-bob.yaml
