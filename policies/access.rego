@@ -11,7 +11,7 @@ import rego.v1
 #   The requester is in the team's group, or an admin. Checked on CREATE and on
 #   an UPDATE that changes a request annotation.
 deny contains violation if {
-	team := lib.annotations[lib.team_key]
+	team := lib.team
 	lib.valid_team(team)
 	group := lib.team_group(team)
 	not group in lib.groups
@@ -40,7 +40,7 @@ deny contains violation if {
 	input.request.operation == "UPDATE"
 	not lib.is_admin
 	old := lib.old_annotations[lib.team_key]
-	new := lib.annotations[lib.team_key]
+	new := lib.team
 	old != new
 	violation := {
 		"rule": "team-immutable",
@@ -55,7 +55,7 @@ deny contains violation if {
 	input.request.operation == "UPDATE"
 	not lib.is_admin
 	old := lib.old_annotations[lib.environment_key]
-	new := lib.annotations[lib.environment_key]
+	new := lib.environment
 	old != new
 	violation := {
 		"rule": "environment-immutable",
@@ -101,7 +101,7 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	key := lib.requested_by_key
+	key := "nsprov.io/requested-by"
 	value := lib.annotations[key]
 	not derived_annotation(key, value)
 	object.get(lib.old_annotations, key, null) != value
@@ -152,7 +152,7 @@ derived_label(key, value) if {
 
 derived_annotation(key, value) if {
 	lib.is_requested
-	key == lib.requested_by_key
+	key == "nsprov.io/requested-by"
 	value == expected_requester
 }
 

@@ -41,7 +41,7 @@ deny contains violation if {
 # title: team-required
 # description: A requested namespace names its team.
 deny contains violation if {
-	not lib.annotations[lib.team_key]
+	not lib.team
 	lib.is_requested
 	violation := {
 		"rule": "team-required",
@@ -53,7 +53,7 @@ deny contains violation if {
 # title: team-invalid
 # description: The team is a DNS label of at most 40 characters.
 deny contains violation if {
-	team := lib.annotations[lib.team_key]
+	team := lib.team
 	not lib.valid_team(team)
 	lib.is_requested
 	violation := {
@@ -66,7 +66,7 @@ deny contains violation if {
 # title: environment-required
 # description: A requested namespace names its environment.
 deny contains violation if {
-	not lib.annotations[lib.environment_key]
+	not lib.environment
 	lib.is_requested
 	violation := {
 		"rule": "environment-required",
@@ -78,8 +78,8 @@ deny contains violation if {
 # title: environment-invalid
 # description: The environment is one of the catalogue's environments.
 deny contains violation if {
-	env := lib.annotations[lib.environment_key]
-	not environments[env]
+	env := lib.environment
+	not data.config.environments[env]
 	lib.is_requested
 	violation := {
 		"rule": "environment-invalid",
@@ -91,8 +91,8 @@ deny contains violation if {
 # title: tier-invalid
 # description: The tier is one of the catalogue's tiers.
 deny contains violation if {
-	tier := lib.annotations[lib.tier_key]
-	not tiers[tier]
+	tier := lib.annotations["nsprov.io/tier"]
+	not data.config.tiers[tier]
 	lib.is_requested
 	violation := {
 		"rule": "tier-invalid",
@@ -106,7 +106,7 @@ deny contains violation if {
 deny contains violation if {
 	allowed := lib.environment_config.allowed_tiers
 	not lib.tier in allowed
-	tiers[lib.tier]
+	data.config.tiers[lib.tier]
 	lib.is_requested
 	violation := {
 		"rule": "tier-not-allowed-in-environment",
@@ -118,8 +118,8 @@ deny contains violation if {
 # title: network-policy-invalid
 # description: The network policy mode is one of the catalogue's modes.
 deny contains violation if {
-	mode := lib.annotations[lib.network_policy_key]
-	not modes[mode]
+	mode := lib.annotations["nsprov.io/network-policy"]
+	not data.config.network_policies.modes[mode]
 	lib.is_requested
 	violation := {
 		"rule": "network-policy-invalid",
@@ -133,7 +133,7 @@ deny contains violation if {
 deny contains violation if {
 	allowed := lib.environment_config.allowed_network_policies
 	not lib.network_policy in allowed
-	modes[lib.network_policy]
+	data.config.network_policies.modes[lib.network_policy]
 	lib.is_requested
 	violation := {
 		"rule": "network-policy-not-allowed-in-environment",
