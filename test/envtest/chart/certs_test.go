@@ -44,7 +44,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 	// A second replica (no controller: one per process is all
 	// controller-runtime allows) shares the Secret.
 	b := startReplica(t, args, append(short, "--controller=false")...)
-	pointWebhooksAt(ctx, t, a.webhook)
+	pointWebhooksAt(ctx, t, objs, a.webhook)
 
 	eventually(t, "the CA bundle injected into both webhook configurations", func() error {
 		_, bundle := secretMaterial(ctx, t)

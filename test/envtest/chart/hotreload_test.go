@@ -132,7 +132,7 @@ func TestPolicyHotReload(t *testing.T) {
 
 	r := startReplica(t, deploymentArgs(t, objs), "--policy-dir", mount.dir, "--controller=false",
 		"--cert-namespace", releaseNamespace, "--cert-hosts", "127.0.0.1")
-	pointWebhooksAt(ctx, t, r.webhook)
+	pointWebhooksAt(ctx, t, objs, r.webhook)
 	if !strings.Contains(r.log.String(), mount.dir) {
 		t.Fatalf("serve did not load the mounted bundle:\n%s", r.log.String())
 	}

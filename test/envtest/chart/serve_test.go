@@ -16,12 +16,10 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -130,26 +128,26 @@ func startReplica(t *testing.T, chartArgs []string, overrides ...string) *replic
 	return r
 }
 
-// pointWebhooksAt makes both webhook configurations call addr instead of the
-// chart's Service, as envtest does for its own webhooks.
-func pointWebhooksAt(ctx context.Context, t *testing.T, addr string) {
+// pointWebhooksAt makes the chart's webhook configurations (in objs) call
+// addr instead of the chart's Service, as envtest does for its own webhooks.
+// They are applied by the same field manager as install, so the next install
+// puts the Service back.
+func pointWebhooksAt(ctx context.Context, t *testing.T, objs []*unstructured.Unstructured, addr string) {
 	t.Helper()
-	url := func(cc *admissionregistrationv1.WebhookClientConfig) {
-		cc.URL = ptr.To("https://" + addr + *cc.Service.Path)
-		cc.Service = nil
-	}
-	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	for _, obj := range []client.Object{m, v} {
-		if err := admin.Get(ctx, client.ObjectKey{Name: "nsprov"}, obj); err != nil {
+	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		obj := find(t, objs, kind, "nsprov").DeepCopy()
+		webhooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
+		for _, w := range webhooks {
+			cc := w.(map[string]any)["clientConfig"].(map[string]any)
+			path, _, _ := unstructured.NestedString(cc, "service", "path")
+			delete(cc, "service")
+			cc["url"] = "https://" + addr + path
+		}
+		if err := unstructured.SetNestedSlice(obj.Object, webhooks, "webhooks"); err != nil {
 			t.Fatal(err)
 		}
-	}
-	url(&m.Webhooks[0].ClientConfig)
-	url(&v.Webhooks[0].ClientConfig)
-	for _, obj := range []client.Object{m, v} {
-		if err := admin.Update(ctx, obj); err != nil {
-			t.Fatal(err)
+		if err := admin.Patch(ctx, obj, client.Apply, client.FieldOwner("helm"), client.ForceOwnership); err != nil {
+			t.Fatalf("pointing %s at %s: %v", kind, addr, err)
 		}
 	}
 }
