@@ -65,6 +65,10 @@ test: vet envtest-assets ## Run everything: go vet, unit tests, Rego tests and t
 test-unit: ## Run the tests that need no control plane (unit and Rego tests).
 	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v /test/envtest)
 
+.PHONY: lint-chart
+lint-chart: ## Lint and render the Helm chart with Helm's Go library (no helm binary, no control plane).
+	$(GO) test -count=1 -run 'TestLint|TestSchemaRejects|TestWebhooksMatchConfigurations|TestDeployment|TestCertManagerMode' ./test/envtest/chart/
+
 .PHONY: bench
 bench: ## Run the admission benchmarks (BENCH selects them).
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/...

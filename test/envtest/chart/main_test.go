@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,15 +42,39 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	crlog.SetLogger(logr.Discard())
+	code := m.Run()
+	if controlPlane != nil {
+		if err := controlPlane.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "chart tests: stopping the control plane: %v\n", err)
+		}
+	}
+	return code
+}
+
+var (
+	planeOnce sync.Once
+	planeErr  error
+)
+
+// apiServer starts the package's control plane for the first test that
+// needs one (lint and rendering tests need none, so `make lint-chart` runs
+// without control-plane binaries).
+func apiServer(t *testing.T) {
+	t.Helper()
+	planeOnce.Do(func() { planeErr = startControlPlane() })
+	if planeErr != nil {
+		t.Fatal(planeErr)
+	}
+}
+
+func startControlPlane() error {
 	assets, err := envtest.AssetsDir()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "chart tests: %v\n", err)
-		return 1
+		return err
 	}
 	crds, err := envtest.CRDPaths()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "chart tests: %v\n", err)
-		return 1
+		return err
 	}
 	controlPlane = &crenvtest.Environment{
 		BinaryAssetsDirectory:    assets,
@@ -60,20 +85,10 @@ func runMain(m *testing.M) int {
 	}
 	cfg, err := controlPlane.Start()
 	if err != nil {
-		_ = controlPlane.Stop()
-		fmt.Fprintf(os.Stderr, "chart tests: starting the control plane: %v\n", err)
-		return 1
+		return fmt.Errorf("starting the control plane: %w", err)
 	}
-	code := 1
-	if admin, err = client.New(cfg, client.Options{Scheme: envtest.Scheme}); err != nil {
-		fmt.Fprintf(os.Stderr, "chart tests: %v\n", err)
-	} else {
-		code = m.Run()
-	}
-	if err := controlPlane.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "chart tests: stopping the control plane: %v\n", err)
-	}
-	return code
+	admin, err = client.New(cfg, client.Options{Scheme: envtest.Scheme})
+	return err
 }
 
 // valueSets are the default values (nil) and each ci/*-values.yaml, by name.
@@ -125,6 +140,7 @@ var monitoringKinds = map[string]bool{"ServiceMonitor": true, "PrometheusRule": 
 // nothing but the namespaces.
 func install(ctx context.Context, t *testing.T, objs []*unstructured.Unstructured, dryRun bool) {
 	t.Helper()
+	apiServer(t)
 	for _, ns := range namespacesOf(objs) {
 		err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 		if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -161,6 +177,7 @@ func namespacesOf(objs []*unstructured.Unstructured) []string {
 // user is a configuration that authenticates as name with groups.
 func user(t *testing.T, name string, groups ...string) *rest.Config {
 	t.Helper()
+	apiServer(t)
 	u, err := controlPlane.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -55,6 +55,7 @@ func deploymentArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 // kubeconfigFile writes a kubeconfig for u and returns its path.
 func kubeconfigFile(t *testing.T, u crenvtest.User) string {
 	t.Helper()
+	apiServer(t)
 	au, err := controlPlane.AddUser(u, nil)
 	if err != nil {
 		t.Fatal(err)
