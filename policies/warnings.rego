@@ -9,8 +9,8 @@ import rego.v1
 # title: tier cost on create
 # description: The requester sees what the tier costs.
 warn contains msg if {
+	input.request.operation == "CREATE"
 	lib.is_requested
-	lib.operation == "CREATE"
 	msg := sprintf("tier %s costs %s", [lib.tier, describe_tier(lib.tier)])
 }
 
