@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,18 @@ func TestSelfManagedCertificates(t *testing.T) {
 	}
 
 	provisionEndToEnd(ctx, t, alice)
+
+	// Every metric the chart's alerts and dashboard query is served.
+	exported := scrape(t, a.metrics)
+	for _, name := range queriedMetrics(t) {
+		// Counted only once a record is dropped, which this test never causes.
+		if name == "nsprov_audit_records_dropped_total" {
+			continue
+		}
+		if !strings.Contains(exported, "# TYPE "+name+" ") {
+			t.Errorf("the alerts or the dashboard query %s, which nsprov serve does not export", name)
+		}
+	}
 
 	// The chart's RBAC was enough for everything the replicas did.
 	for name, r := range map[string]*replica{"a": a, "b": b} {

@@ -219,14 +219,31 @@ func served(addr string, bundle []byte) (*x509.Certificate, error) {
 	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
+// scrape reads a metrics endpoint.
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	body, err := get(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+func get(addr string) ([]byte, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
 // metricValue reads one sample from a metrics endpoint.
 func metricValue(addr, name string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+	body, err := get(addr)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(body)
 	if m == nil {
 		return 0, fmt.Errorf("no sample of %s", name)
