@@ -2,10 +2,13 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"maps"
 	"path/filepath"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -390,5 +393,70 @@ func TestPatchEscapesKeys(t *testing.T) {
 	}
 	if _, ok := ns.Annotations["a/b"]; ok || ns.Annotations["c~d"] != "3" || ns.Annotations["new"] != "n" {
 		t.Errorf("object after patch %v", ns.Annotations)
+	}
+}
+
+// TestConcurrentDecisions evaluates different requests from many goroutines
+// with the decision cache off: the shared data cache and the pooled rule
+// caches must give every evaluation the answer it gets alone.
+func TestConcurrentDecisions(t *testing.T) {
+	ctx := context.Background()
+	b, err := LoadEmbedded(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetDecisionCacheSize(0)
+	envs := []string{"development", "staging", "production", "qa"}
+	tiers := []string{"", "micro", "small", "medium", "large", "huge"}
+	var reqs []*Request
+	for i, env := range envs {
+		for j, tier := range tiers {
+			a := map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": env}
+			if tier != "" {
+				a["nsprov.io/tier"] = tier
+			}
+			if j%2 == 1 {
+				a["nsprov.io/network-policy"] = "open"
+			}
+			groups := []string{"team-payments"}
+			if i%2 == 1 {
+				groups = nil
+			}
+			reqs = append(reqs, &Request{Operation: "CREATE", Username: "alice", Groups: groups,
+				Object: namespace("payments-"+env, a, map[string]string{"nsprov.io/tier": "small"})})
+		}
+	}
+	want := make([]*Decision, len(reqs))
+	for i, r := range reqs {
+		if want[i], err = b.Decide(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, len(reqs)*8)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for n := 0; n < 3; n++ {
+				for i := range reqs {
+					i := (i + w*7) % len(reqs)
+					got, err := b.Decide(ctx, reqs[i])
+					if err != nil {
+						errs <- err.Error()
+						return
+					}
+					if !reflect.DeepEqual(got, want[i]) {
+						errs <- fmt.Sprintf("request %d: got %+v, want %+v", i, got, want[i])
+						return
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
