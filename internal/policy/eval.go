@@ -181,6 +181,7 @@ func stringPtrMap(res ast.Object, key *ast.Term) (map[string]*string, error) {
 		return nil, fmt.Errorf("%s.%s is %s, want an object of strings or nulls", MutationQuery, key.Value, ast.ValueName(raw.Value))
 	}
 	out := make(map[string]*string, obj.Len())
+	values := make([]string, 0, obj.Len()) // one allocation for every value
 	err := obj.Iter(func(k, v *ast.Term) error {
 		ks, ok := k.Value.(ast.String)
 		if !ok {
@@ -190,8 +191,8 @@ func stringPtrMap(res ast.Object, key *ast.Term) (map[string]*string, error) {
 		case ast.Null:
 			out[string(ks)] = nil
 		case ast.String:
-			s := string(v)
-			out[string(ks)] = &s
+			values = append(values, string(v))
+			out[string(ks)] = &values[len(values)-1]
 		default:
 			return fmt.Errorf("%s.%s[%s] is %s, want a string or null", MutationQuery, key.Value, k, ast.ValueName(v))
 		}
