@@ -63,7 +63,7 @@ var knownStrings = func() map[string]*ast.Term {
 		"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy",
 		"nsprov.io/features", "nsprov.io/reprovision", "nsprov.io/requested-by", "nsprov.io/workflow",
 		"development", "staging", "production", "micro", "small", "medium", "large",
-		"isolated", "team", "open", "istio", "monitoring-enhanced", "istio,monitoring-enhanced",
+		"isolated", "team", "open", "istio", "monitoring-enhanced",
 		"CREATE", "UPDATE", "Active", "Terminating", "", "v1", "Namespace",
 		"system:authenticated", "kubernetes.io/metadata.name",
 	} {
