@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	nsadmission "github.com/nsprov/nsprov/internal/admission"
+	"github.com/nsprov/nsprov/internal/admission/audit"
 	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/internal/trigger"
 )
@@ -80,8 +81,21 @@ type ServeOptions struct {
 	KubeAPIBurst int
 	// LogFormat is json or text.
 	LogFormat string
-	// LogLevel is the verbosity: 0 logs denials and errors, 1 every decision.
+	// LogLevel is the verbosity: 0 logs errors; with DecisionLog off, 0 also
+	// logs denials and 1 every decision.
 	LogLevel int
+	// AuditReportSize is how many denial results the ClusterReport
+	// nsprov-admission-denials keeps (newest first).
+	AuditReportSize int
+	// AuditQueueSize bounds the denial results waiting to be written; when it
+	// is full the oldest are dropped and counted.
+	AuditQueueSize int
+	// AuditInterval is the period of the background audit of existing
+	// namespaces (leader only); 0 audits only at start and on policy changes.
+	AuditInterval time.Duration
+	// DecisionLog is where the JSON decision log goes: stdout, stderr, off or
+	// a file path (appended to).
+	DecisionLog string
 }
 
 // AddFlags binds the options to a flag set.
@@ -108,7 +122,11 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.KubeAPIQPS, "kube-api-qps", 50, "requests per second nsprov may send to the API server")
 	fs.IntVar(&o.KubeAPIBurst, "kube-api-burst", 100, "burst of requests nsprov may send to the API server")
 	fs.StringVar(&o.LogFormat, "log-format", "json", "log format: json or text")
-	fs.IntVarP(&o.LogLevel, "verbosity", "v", 0, "log verbosity: 0 logs denials and errors, 1 every admission decision")
+	fs.IntVarP(&o.LogLevel, "verbosity", "v", 0, "log verbosity: 0 logs errors, 1 more; with --decision-log off, 0 also logs denials and 1 every admission decision")
+	fs.IntVar(&o.AuditReportSize, "audit-report-size", audit.DefaultReportSize, "denial results kept in ClusterReport "+audit.DenialsReportName+" (newest first; the default keeps it well under etcd's object size limit)")
+	fs.IntVar(&o.AuditQueueSize, "audit-queue-size", audit.DefaultQueueSize, "denial results that may wait to be written to the report; when full, the oldest are dropped and counted")
+	fs.DurationVar(&o.AuditInterval, "audit-interval", 10*time.Minute, "period of the background audit of existing namespaces into ClusterReport "+audit.NamespaceAuditReportName+" (leader only; it also runs at start and when the policy changes); 0 disables periodic runs")
+	fs.StringVar(&o.DecisionLog, "decision-log", "stdout", "where every admission decision is written as a JSON line: stdout, stderr, off, or a file path")
 }
 
 // Validate checks the options.
@@ -164,6 +182,7 @@ func (o *ServeOptions) Validate() error {
 	if o.LogLevel < 0 {
 		errs = append(errs, fmt.Errorf("--verbosity %d must not be negative; use 0 or 1", o.LogLevel))
 	}
+	errs = append(errs, o.validateAudit()...)
 	return errors.Join(errs...)
 }
 
@@ -262,6 +281,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 		// The controller only reads Workflows in the Argo namespace.
 		cacheOpts.ByObject = trigger.CacheOptions(o.ArgoNamespace)
 	}
+	// The provisioning controller and the background audit run on the leader.
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Logger:                  log,
@@ -269,7 +289,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
 		BaseContext:             func() context.Context { return ctx },
-		LeaderElection:          controller && o.LeaderElect,
+		LeaderElection:          o.LeaderElect,
 		LeaderElectionID:        "nsprov-controller",
 		LeaderElectionNamespace: o.LeaderElectionNamespace,
 		Cache:                   cacheOpts,
@@ -279,7 +299,12 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	}
 	// The manager runs the webhook server only once it has been asked for it.
 	server = mgr.GetWebhookServer()
-	RegisterWebhooks(server, store, nsadmission.LogRecorder{})
+	rec, closeAudit, err := o.setupAudit(mgr, cfg, store, s, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	RegisterWebhooks(server, store, rec)
 	if err := serving.register(mgr); err != nil {
 		return err
 	}

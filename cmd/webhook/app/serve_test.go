@@ -150,7 +150,8 @@ func TestServeOptionsValid(t *testing.T) {
 		PolicyPollInterval: 2 * time.Second, DecisionCacheSize: 4096, LogFormat: "json",
 		Controller: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
 		Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true, ConcurrentReconciles: 4, KubeAPIQPS: 50, KubeAPIBurst: 100,
-		Certs: defaultCertOptions,
+		Certs:           defaultCertOptions,
+		AuditReportSize: 1000, AuditQueueSize: 10000, AuditInterval: 10 * time.Minute, DecisionLog: "stdout",
 	}
 	if !reflect.DeepEqual(*o, want) {
 		t.Errorf("defaults %+v, want %+v", *o, want)

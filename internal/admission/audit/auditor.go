@@ -1,0 +1,375 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/nsprov/nsprov/internal/policy"
+)
+
+// RequestAnnotations are the annotations a requester writes; a namespace
+// with any of them is a requested namespace, which the background audit
+// evaluates.
+var RequestAnnotations = []string{
+	"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy", "nsprov.io/features",
+}
+
+// requestedByAnnotation is written by nsprov: who requested the namespace.
+const requestedByAnnotation = "nsprov.io/requested-by"
+
+// DefaultAuditUser is the identity the background audit evaluates as by
+// default: nsprov's own service account, as nsprov serve's --identity.
+const DefaultAuditUser = "system:serviceaccount:nsprov-system:nsprov"
+
+// AuditorOptions configure the background audit.
+type AuditorOptions struct {
+	// ReportName is the ClusterReport the audit publishes (default
+	// nsprov-namespace-audit).
+	ReportName string
+	// ReportSize bounds the results of the report (default
+	// DefaultReportSize); violations beyond it are counted in the report's
+	// nsprov.io/omitted-violations annotation.
+	ReportSize int
+	// Interval is the period of the audit; 0 audits only at start and when
+	// the active policy changes.
+	Interval time.Duration
+	// PollInterval is how often the policy store is checked for a new
+	// revision (default 1s); checking is an atomic load.
+	PollInterval time.Duration
+	// Username and Groups are the identity the policy is evaluated as
+	// (default DefaultAuditUser with the service account groups). It must be
+	// one of nsprov's own identities (the policy's manager_users), and not an
+	// admin: see the package documentation.
+	Username string
+	Groups   []string
+	// Logger receives the auditor's messages (default: discarded).
+	Logger logr.Logger
+}
+
+func (o AuditorOptions) withDefaults() AuditorOptions {
+	if o.ReportName == "" {
+		o.ReportName = NamespaceAuditReportName
+	}
+	if o.ReportSize <= 0 {
+		o.ReportSize = DefaultReportSize
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.Username == "" {
+		o.Username = DefaultAuditUser
+	}
+	if o.Groups == nil {
+		o.Groups = ServiceAccountGroups(o.Username)
+	}
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	return o
+}
+
+// ServiceAccountGroups are the groups the API server gives a service
+// account user (system:serviceaccount:NS:NAME); other users get
+// system:authenticated only.
+func ServiceAccountGroups(username string) []string {
+	parts := strings.Split(username, ":")
+	if len(parts) == 4 && parts[0] == "system" && parts[1] == "serviceaccount" {
+		return []string{"system:serviceaccounts", "system:serviceaccounts:" + parts[2], "system:authenticated"}
+	}
+	return []string{"system:authenticated"}
+}
+
+// Auditor re-evaluates every requested namespace against the active policy
+// and publishes the violations in a ClusterReport: at start, whenever the
+// active policy revision changes, and every Interval. Only the leader runs it
+// (NeedLeaderElection is true).
+type Auditor struct {
+	client client.Client
+	store  *policy.Store
+	o      AuditorOptions
+	notice *crdNotice
+}
+
+// NewAuditor returns an auditor of the namespaces of cfg's cluster against
+// the policies of store.
+func NewAuditor(cfg *rest.Config, store *policy.Store, o AuditorOptions) (*Auditor, error) {
+	rc := rest.CopyConfig(cfg)
+	rc.QPS, rc.Burst = 20, 40
+	rc.UserAgent = "nsprov-audit"
+	c, err := client.New(rc, client.Options{Scheme: Scheme})
+	if err != nil {
+		return nil, fmt.Errorf("creating the audit client: %w", err)
+	}
+	return &Auditor{client: c, store: store, o: o.withDefaults(), notice: noticeFor(cfg)}, nil
+}
+
+// NeedLeaderElection implements controller-runtime's LeaderElectionRunnable.
+func (a *Auditor) NeedLeaderElection() bool { return true }
+
+// Start audits until ctx ends. It implements controller-runtime's Runnable.
+func (a *Auditor) Start(ctx context.Context) error {
+	log := a.o.Logger
+	var periodic <-chan time.Time
+	if a.o.Interval > 0 {
+		t := time.NewTicker(a.o.Interval)
+		defer t.Stop()
+		periodic = t.C
+	}
+	poll := time.NewTicker(a.o.PollInterval)
+	defer poll.Stop()
+
+	audited := "" // the revision of the last successful audit
+	var retryAt time.Time
+	backoff := time.Duration(0)
+	run := func(reason string) {
+		rev := a.store.Bundle().Revision
+		res, err := a.Run(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Second), 5*time.Minute)
+			retryAt = time.Now().Add(backoff)
+			if err != errNoCRD {
+				log.Error(err, "namespace audit failed; retrying", "reason", reason, "retryIn", backoff.String())
+			}
+			return
+		}
+		audited, backoff, retryAt = rev, 0, time.Time{}
+		log.Info("namespace audit done", "reason", reason, "policyRevision", res.Revision,
+			"namespaces", res.Namespaces, "violations", res.Violations, "report", a.o.ReportName)
+	}
+	run("start")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-periodic:
+			run("periodic")
+		case <-poll.C:
+			switch {
+			case a.store.Bundle().Revision != audited && retryAt.IsZero():
+				run("policy changed")
+			case !retryAt.IsZero() && time.Now().After(retryAt):
+				run("retry")
+			}
+		}
+	}
+}
+
+// AuditResult sums up one audit.
+type AuditResult struct {
+	// Revision is the policy revision the namespaces were evaluated against.
+	Revision string
+	// Namespaces is how many requested namespaces were evaluated.
+	Namespaces int
+	// Violations is how many (namespace, rule) pairs violate the policy.
+	Violations int
+	// Errors is how many namespaces could not be evaluated.
+	Errors int
+}
+
+// Run audits every requested namespace once and replaces the report's
+// results with what it found.
+func (a *Auditor) Run(ctx context.Context) (*AuditResult, error) {
+	b := a.store.Bundle()
+	now := time.Now()
+	res := &AuditResult{Revision: b.Revision}
+	var results []reportsv1alpha1.ReportResult
+	list := &corev1.NamespaceList{}
+	opts := []client.ListOption{client.Limit(500)}
+	for {
+		if err := a.client.List(ctx, list, opts...); err != nil {
+			namespaceAuditRuns.WithLabelValues("error").Inc()
+			return nil, fmt.Errorf("listing namespaces: %w", err)
+		}
+		for i := range list.Items {
+			ns := &list.Items[i]
+			if !Requested(ns) || ns.DeletionTimestamp != nil {
+				continue
+			}
+			res.Namespaces++
+			found, err := a.evaluate(ctx, b, ns, now)
+			if err != nil {
+				res.Errors++
+			}
+			results = append(results, found...)
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts = []client.ListOption{client.Limit(500), client.Continue(list.Continue)}
+	}
+	res.Violations = len(results) - res.Errors
+	if err := a.publish(ctx, b.Revision, res, results, now); err != nil {
+		namespaceAuditRuns.WithLabelValues("error").Inc()
+		return nil, err
+	}
+	namespaceAuditRuns.WithLabelValues("success").Inc()
+	namespaceAuditViolations.Set(float64(res.Violations))
+	namespaceAuditLastRun.Set(float64(now.Unix()))
+	return res, nil
+}
+
+// Requested tells whether a namespace carries a request annotation.
+func Requested(ns *corev1.Namespace) bool {
+	for _, k := range RequestAnnotations {
+		if _, ok := ns.Annotations[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// AuditRequest is the policy input of an audit of ns: an UPDATE that
+// changes nothing (object == oldObject), by the given identity, dry-run since
+// nothing is written.
+func AuditRequest(ns *corev1.Namespace, username string, groups []string) *policy.Request {
+	return &policy.Request{
+		UID:       "nsprov-audit-" + string(ns.UID),
+		Operation: "UPDATE",
+		Username:  username,
+		Groups:    groups,
+		DryRun:    true,
+		Object:    ns,
+		OldObject: ns,
+	}
+}
+
+// evaluate validates one namespace and returns its results: one per
+// violated rule, or one error result when the policy fails.
+func (a *Auditor) evaluate(ctx context.Context, b *policy.Bundle, ns *corev1.Namespace, now time.Time) ([]reportsv1alpha1.ReportResult, error) {
+	props := map[string]string{
+		PropTeam:           ns.Annotations["nsprov.io/team"],
+		PropEnvironment:    ns.Annotations["nsprov.io/environment"],
+		PropRequestedBy:    ns.Annotations[requestedByAnnotation],
+		PropPolicyRevision: b.Revision,
+		PropTime:           now.UTC().Format(time.RFC3339),
+	}
+	result := func(rule, kind, msg string) reportsv1alpha1.ReportResult {
+		return reportsv1alpha1.ReportResult{
+			Source: Source, Policy: rule, Rule: rule, Category: CategoryAudit, Timestamp: timestamp(now),
+			Result: reportsv1alpha1.Result(kind), Subjects: []corev1.ObjectReference{namespaceRef(ns.Name, string(ns.UID))},
+			Description: truncate(msg, maxMessage), Properties: maps.Clone(props),
+		}
+	}
+	v, err := b.Validate(ctx, AuditRequest(ns, a.o.Username, a.o.Groups))
+	if err != nil {
+		return []reportsv1alpha1.ReportResult{result("policy-evaluation", "error", err.Error())}, err
+	}
+	byRule := map[string][]string{}
+	var rules []string
+	for _, x := range v.Violations {
+		if _, ok := byRule[x.Rule]; !ok {
+			rules = append(rules, x.Rule)
+		}
+		byRule[x.Rule] = append(byRule[x.Rule], x.Message)
+	}
+	sort.Strings(rules)
+	out := make([]reportsv1alpha1.ReportResult, len(rules))
+	for i, rule := range rules {
+		out[i] = result(rule, "fail", strings.Join(byRule[rule], "; "))
+	}
+	return out, nil
+}
+
+// auditKey identifies a namespace audit result: namespace and rule.
+func auditKey(r *reportsv1alpha1.ReportResult) string {
+	name := ""
+	if len(r.Subjects) > 0 {
+		name = r.Subjects[0].Name
+	}
+	return name + "/" + r.Rule
+}
+
+// publish replaces the report's results. A violation that was there before
+// keeps its timestamp and time, which tell since when it has been there.
+func (a *Auditor) publish(ctx context.Context, revision string, res *AuditResult, results []reportsv1alpha1.ReportResult, now time.Time) error {
+	sort.Slice(results, func(i, j int) bool { return auditKey(&results[i]) < auditKey(&results[j]) })
+	omitted := 0
+	if len(results) > a.o.ReportSize {
+		omitted = len(results) - a.o.ReportSize
+		results = results[:a.o.ReportSize]
+		a.o.Logger.Info("more violations than the report keeps; the rest are counted in an annotation",
+			"report", a.o.ReportName, "kept", len(results), "omitted", omitted)
+	}
+	name := a.o.ReportName
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		report := &reportsv1alpha1.ClusterReport{}
+		err := a.client.Get(ctx, client.ObjectKey{Name: name}, report)
+		creating := apierrors.IsNotFound(err)
+		switch {
+		case creating:
+			report = newReport(name, a.o.ReportSize)
+		case err != nil:
+			return err
+		}
+		since := map[string]reportsv1alpha1.ReportResult{}
+		for i := range report.Results {
+			since[auditKey(&report.Results[i])] = report.Results[i]
+		}
+		out := make([]reportsv1alpha1.ReportResult, len(results))
+		for i := range results {
+			out[i] = results[i]
+			if old, ok := since[auditKey(&out[i])]; ok && old.Description == out[i].Description {
+				out[i].Timestamp = old.Timestamp
+				out[i].Properties[PropTime] = old.Properties[PropTime]
+			}
+		}
+		report.Results = out
+		report.Summary = summarize(out)
+		report.Source = Source
+		if report.Annotations == nil {
+			report.Annotations = map[string]string{}
+		}
+		report.Annotations[AnnotationPolicyRevision] = revision
+		report.Annotations[AnnotationAuditedNamespaces] = strconv.Itoa(res.Namespaces)
+		report.Annotations[AnnotationLastAudit] = now.UTC().Format(time.RFC3339)
+		if omitted > 0 {
+			report.Annotations[AnnotationOmittedViolations] = strconv.Itoa(omitted)
+		} else {
+			delete(report.Annotations, AnnotationOmittedViolations)
+		}
+		if creating {
+			err = a.client.Create(ctx, report)
+			if apierrors.IsAlreadyExists(err) {
+				// Created meanwhile: read it and update, as for a conflict.
+				return apierrors.NewConflict(reportsv1alpha1.Resource("clusterreports"), name, err)
+			}
+			if apierrors.IsNotFound(err) {
+				return errNoCRD
+			}
+		} else {
+			err = a.client.Update(ctx, report)
+		}
+		if apierrors.IsConflict(err) {
+			reportWritesTotal.WithLabelValues(name, "conflict").Inc()
+		}
+		return err
+	})
+	switch {
+	case err == nil:
+		reportWritesTotal.WithLabelValues(name, "success").Inc()
+		a.notice.present(a.o.Logger)
+		return nil
+	case isNoCRD(err, false):
+		a.notice.absent(a.o.Logger)
+		return errNoCRD
+	default:
+		reportWritesTotal.WithLabelValues(name, "error").Inc()
+		return fmt.Errorf("writing ClusterReport %s: %w", name, err)
+	}
+}

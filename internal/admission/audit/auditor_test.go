@@ -1,0 +1,94 @@
+package audit
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nsprov/nsprov/internal/policy"
+)
+
+func stored(name string, annotations, labels map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name), Annotations: annotations, Labels: labels},
+		Status:     corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
+	}
+}
+
+// The audit evaluates stored namespaces as an unchanged UPDATE by nsprov's
+// identity: the metadata nsprov wrote, a requester outside the team (an
+// admin requested it) and labels set by the provisioning are no violation;
+// catalogue and naming rules are.
+func TestAuditEvaluation(t *testing.T) {
+	b, err := policy.LoadEmbedded(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Auditor{o: AuditorOptions{}.withDefaults()}
+	if a.o.Username != DefaultAuditUser || !slices.Equal(a.o.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:authenticated"}) {
+		t.Fatalf("default identity %s %v", a.o.Username, a.o.Groups)
+	}
+	provisioned := map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "small", "monitoring.nsprov.io/enhanced": "true"}
+	tests := []struct {
+		name string
+		ns   *corev1.Namespace
+		want []string
+	}{
+		{"provisioned by nsprov", stored("payments-dev", map[string]string{
+			"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/features": "monitoring-enhanced",
+			"nsprov.io/requested-by": "alice", "nsprov.io/workflow": "argo/nsprov-x",
+		}, provisioned), nil},
+		{"requested by an admin outside the team", stored("web-dev", map[string]string{
+			"nsprov.io/team": "web", "nsprov.io/environment": "development", "nsprov.io/requested-by": "root",
+		}, nil), nil},
+		{"a label nsprov did not derive, set long ago", stored("old-dev", map[string]string{
+			"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/requested-by": "alice",
+		}, map[string]string{"nsprov.io/tier": "large"}), nil},
+		{"tier no longer allowed", stored("big-dev", map[string]string{
+			"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "large",
+		}, nil), []string{"tier-not-allowed-in-environment"}},
+		{"open in production, wrong suffix", stored("web-production", map[string]string{
+			"nsprov.io/team": "web", "nsprov.io/environment": "production", "nsprov.io/network-policy": "open",
+		}, nil), []string{"name-environment-suffix", "network-policy-not-allowed-in-environment"}},
+	}
+	now := time.Now()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !Requested(tt.ns) {
+				t.Fatal("not a requested namespace")
+			}
+			results, err := a.evaluate(context.Background(), b, tt.ns, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rules []string
+			for _, r := range results {
+				rules = append(rules, r.Rule)
+				if r.Policy != r.Rule || r.Result != "fail" || r.Subjects[0].Name != tt.ns.Name || string(r.Subjects[0].UID) != string(tt.ns.UID) ||
+					r.Description == "" || r.Properties[PropTeam] != tt.ns.Annotations["nsprov.io/team"] || r.Properties[PropPolicyRevision] != b.Revision {
+					t.Errorf("result %+v", r)
+				}
+			}
+			if !slices.Equal(rules, tt.want) {
+				t.Errorf("violated %v, want %v", rules, tt.want)
+			}
+		})
+	}
+	if Requested(stored("kube-public", nil, map[string]string{"nsprov.io/team": "x"})) {
+		t.Error("a namespace without request annotations counts as requested")
+	}
+}
+
+func TestServiceAccountGroups(t *testing.T) {
+	if got := ServiceAccountGroups("system:serviceaccount:ops:auditor"); !slices.Equal(got, []string{"system:serviceaccounts", "system:serviceaccounts:ops", "system:authenticated"}) {
+		t.Errorf("groups %v", got)
+	}
+	if got := ServiceAccountGroups("jane"); !slices.Equal(got, []string{"system:authenticated"}) {
+		t.Errorf("groups %v", got)
+	}
+}

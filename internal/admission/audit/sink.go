@@ -1,0 +1,283 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/nsprov/nsprov/internal/admission"
+	"github.com/nsprov/nsprov/internal/policy"
+)
+
+// Defaults of Options.
+const (
+	// DefaultReportSize is how many results nsprov-admission-denials keeps. A
+	// result takes about 0.5 to 1 KiB, so 1000 keeps the object well under
+	// etcd's default limit of 1.5 MiB per object.
+	DefaultReportSize = 1000
+	// DefaultQueueSize is how many results may wait to be written.
+	DefaultQueueSize = 10000
+	// DefaultFlushInterval is how long the writer gathers a batch.
+	DefaultFlushInterval = 2 * time.Second
+	// DefaultRetryInterval is how long the writer waits after a failed write
+	// at most, and between looks for the OpenReports CRD while it is missing.
+	DefaultRetryInterval = 30 * time.Second
+	// DefaultEventQueueSize, DefaultEventQPS and DefaultEventBurst bound the
+	// NamespaceRequestDenied Events a replica emits.
+	DefaultEventQueueSize = 1000
+	DefaultEventQPS       = 10
+	DefaultEventBurst     = 50
+)
+
+// Options configure a Sink and its Writer.
+type Options struct {
+	// DecisionLog receives one JSON line per admission decision. Nil turns
+	// the decision log off; decisions then go to the process log as
+	// admission.LogRecorder writes them (denials and errors at level 0).
+	DecisionLog io.Writer
+	// Logger receives the sink's and the writer's own messages (default:
+	// discarded).
+	Logger logr.Logger
+	// ReportName is the ClusterReport of denials (default
+	// nsprov-admission-denials).
+	ReportName string
+	// ReportSize is how many results the report keeps, newest first; older
+	// ones are trimmed and counted as dropped (default DefaultReportSize).
+	ReportSize int
+	// QueueSize bounds the results waiting to be written; when it is full the
+	// oldest are dropped and counted (default DefaultQueueSize).
+	QueueSize int
+	// FlushInterval is how long the writer gathers denials into one write
+	// (default DefaultFlushInterval).
+	FlushInterval time.Duration
+	// RetryInterval is the longest wait after a failed write, and the wait
+	// between looks for a missing OpenReports CRD (default
+	// DefaultRetryInterval).
+	RetryInterval time.Duration
+	// EventQueueSize bounds the Events waiting to be emitted; a denial that
+	// finds it full emits none (default DefaultEventQueueSize).
+	EventQueueSize int
+	// EventQPS and EventBurst bound how fast Events are emitted (default
+	// DefaultEventQPS and DefaultEventBurst).
+	EventQPS   float32
+	EventBurst int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger.GetSink() == nil {
+		o.Logger = logr.Discard()
+	}
+	if o.ReportName == "" {
+		o.ReportName = DenialsReportName
+	}
+	if o.ReportSize <= 0 {
+		o.ReportSize = DefaultReportSize
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	if o.FlushInterval <= 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.RetryInterval <= 0 {
+		o.RetryInterval = DefaultRetryInterval
+	}
+	if o.EventQueueSize <= 0 {
+		o.EventQueueSize = DefaultEventQueueSize
+	}
+	if o.EventQPS <= 0 {
+		o.EventQPS = DefaultEventQPS
+	}
+	if o.EventBurst <= 0 {
+		o.EventBurst = DefaultEventBurst
+	}
+	return o
+}
+
+// Sink is the admission.Recorder of nsprov serve. For every decision it
+// writes the decision log line and updates the metrics, in the caller's
+// goroutine and without I/O beyond the log; for a denial that is not a dry
+// run it queues one result per violated rule for the ClusterReport and an
+// Event, both bounded and non-blocking. A Writer empties the queues.
+type Sink struct {
+	o      Options
+	queue  *queue
+	events chan deniedEvent
+
+	logMu sync.Mutex
+	// logFailed is set after a decision log write failed, so the failure is
+	// reported once.
+	logFailed bool
+}
+
+var _ admission.Recorder = (*Sink)(nil)
+
+// NewSink returns a sink with its queues; nothing is written to the cluster
+// until a Writer runs for it.
+func NewSink(o Options) *Sink {
+	o = o.withDefaults()
+	return &Sink{o: o, queue: newQueue(o.QueueSize), events: make(chan deniedEvent, o.EventQueueSize)}
+}
+
+// Pending is how many denial results are queued or being written.
+func (s *Sink) Pending() int { return s.queue.pending() }
+
+// deniedEvent is a NamespaceRequestDenied Event to emit.
+type deniedEvent struct {
+	namespace, operation, note string
+}
+
+// Record implements admission.Recorder.
+func (s *Sink) Record(ctx context.Context, r *admission.Record) {
+	result := "allowed"
+	switch {
+	case r.Err != nil:
+		result = "error"
+	case !r.Allowed:
+		result = "denied"
+	}
+	requestsTotal.WithLabelValues(r.Webhook, r.Operation, result).Inc()
+	durationSeconds.WithLabelValues(r.Webhook).Observe(r.Latency.Seconds())
+	if result == "denied" {
+		for _, v := range r.Violations {
+			violationsTotal.WithLabelValues(v.Rule).Inc()
+		}
+	}
+	if last := lastRevision.Load(); r.Revision != "" && (last == nil || *last != r.Revision) {
+		rev := r.Revision
+		lastRevision.Store(&rev)
+	}
+	s.log(ctx, r)
+	if result != "denied" || r.DryRun || len(r.Violations) == 0 {
+		return
+	}
+	ds := denials(r)
+	if dropped := s.queue.push(ds...); dropped > 0 {
+		droppedTotal.WithLabelValues(DropQueueFull).Add(float64(dropped))
+	}
+	rules := make([]string, len(ds))
+	for i := range ds {
+		rules[i] = ds[i].Rule
+	}
+	ev := deniedEvent{namespace: r.Namespace, operation: r.Operation, note: truncate(eventNote(r.Namespace, r.Operation, r.Username, rules), maxNote)}
+	select {
+	case s.events <- ev:
+	default:
+		eventsTotal.WithLabelValues("dropped").Inc()
+	}
+}
+
+// maxNote is the longest note events.k8s.io accepts (1 KiB).
+const maxNote = 1024
+
+func eventNote(namespace, operation, user string, rules []string) string {
+	return "namespace " + namespace + ": " + operation + " by " + user + " denied by " + strings.Join(rules, ", ")
+}
+
+// denials turns a denied record into one denial per violated rule; the
+// messages of a rule that is violated more than once are joined with "; ".
+func denials(r *admission.Record) []denial {
+	byRule := map[string][]string{}
+	var rules []string
+	for _, v := range r.Violations {
+		if _, ok := byRule[v.Rule]; !ok {
+			rules = append(rules, v.Rule)
+		}
+		byRule[v.Rule] = append(byRule[v.Rule], v.Message)
+	}
+	sort.Strings(rules)
+	out := make([]denial, len(rules))
+	for i, rule := range rules {
+		out[i] = denial{
+			Time: r.Time, UID: r.UID, Operation: r.Operation, Namespace: r.Namespace,
+			Username: r.Username, Groups: r.Groups, Rule: rule, Message: strings.Join(byRule[rule], "; "),
+			Revision: r.Revision,
+		}
+	}
+	return out
+}
+
+// decisionLine is one line of the decision log.
+type decisionLine struct {
+	Time           string             `json:"time"`
+	Msg            string             `json:"msg"`
+	Webhook        string             `json:"webhook"`
+	UID            string             `json:"uid"`
+	Operation      string             `json:"operation"`
+	Namespace      string             `json:"namespace"`
+	User           string             `json:"user"`
+	Groups         []string           `json:"groups"`
+	Allowed        bool               `json:"allowed"`
+	Violations     []policy.Violation `json:"violations"`
+	Warnings       []string           `json:"warnings"`
+	Patches        int                `json:"patches,omitempty"`
+	DryRun         bool               `json:"dryRun"`
+	PolicyRevision string             `json:"policyRevision"`
+	LatencySeconds float64            `json:"latencySeconds"`
+	Error          string             `json:"error,omitempty"`
+}
+
+// DecisionLogMessage is the msg of every decision log line.
+const DecisionLogMessage = "admission decision"
+
+func (s *Sink) log(ctx context.Context, r *admission.Record) {
+	if s.o.DecisionLog == nil {
+		admission.LogRecorder{}.Record(ctx, r)
+		return
+	}
+	if r.Err != nil {
+		logr.FromContextOrDiscard(ctx).Error(r.Err, "admission request failed", "webhook", r.Webhook, "uid", r.UID, "namespace", r.Namespace)
+	}
+	line := decisionLine{
+		Time: r.Time.UTC().Format(time.RFC3339Nano), Msg: DecisionLogMessage, Webhook: r.Webhook, UID: r.UID,
+		Operation: r.Operation, Namespace: r.Namespace, User: r.Username, Groups: r.Groups, Allowed: r.Allowed,
+		Violations: r.Violations, Warnings: r.Warnings, Patches: r.Patches, DryRun: r.DryRun,
+		PolicyRevision: r.Revision, LatencySeconds: r.Latency.Seconds(),
+	}
+	if line.Groups == nil {
+		line.Groups = []string{}
+	}
+	if line.Violations == nil {
+		line.Violations = []policy.Violation{}
+	}
+	if line.Warnings == nil {
+		line.Warnings = []string{}
+	}
+	if r.Err != nil {
+		line.Error = r.Err.Error()
+	}
+	b, err := json.Marshal(line)
+	if err != nil {
+		return // the fields are strings, numbers and booleans
+	}
+	b = append(b, '\n')
+	s.logMu.Lock()
+	_, err = s.o.DecisionLog.Write(b)
+	failedBefore := s.logFailed
+	s.logFailed = err != nil
+	s.logMu.Unlock()
+	if err != nil && !failedBefore {
+		s.o.Logger.Error(err, "cannot write the decision log; decisions are still counted in the metrics")
+	}
+}
+
+// truncate shortens s to at most n bytes, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const mark = "..."
+	cut := n - len(mark)
+	for cut > 0 && !isRuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
