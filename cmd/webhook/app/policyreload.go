@@ -1,7 +1,6 @@
 package app
 
 import (
-	"errors"
 	"os"
 
 	"github.com/go-logr/logr"
@@ -30,20 +29,15 @@ var (
 	})
 )
 
+// The counters are served on the manager's metrics endpoint.
+func init() { metrics.Registry.MustRegister(policyReloads, policyReloadErrors) }
+
 // reportPolicyReloads counts reloads and rejected edits of the store's
 // directory dir, and reports a rejected edit as a Warning Event on the pod named
 // by $POD_NAMESPACE, $POD_NAME and $POD_UID (set by the chart from the
 // downward API; outside a pod only the log and the metric say it). It chains
 // the store's existing callbacks.
-func reportPolicyReloads(store *policy.Store, dir string, rec events.EventRecorder, log logr.Logger) error {
-	for _, c := range []prometheus.Collector{policyReloads, policyReloadErrors} {
-		if err := metrics.Registry.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return err
-			}
-		}
-	}
+func reportPolicyReloads(store *policy.Store, dir string, rec events.EventRecorder, log logr.Logger) {
 	var pod *corev1.Pod
 	if name, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE"); name != "" && ns != "" {
 		pod = &corev1.Pod{
@@ -76,7 +70,6 @@ func reportPolicyReloads(store *policy.Store, dir string, rec events.EventRecord
 		rec.Eventf(pod, nil, corev1.EventTypeWarning, ReasonPolicyReloadFailed, "PolicyReload",
 			"the changed policy in %s was rejected and the previous bundle keeps serving: %s", dir, truncateNote(err.Error()))
 	}
-	return nil
 }
 
 // truncateNote keeps an Event's note under the API's 1 KiB limit.

@@ -308,9 +308,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	if err := serving.register(mgr); err != nil {
 		return err
 	}
-	if err := reportPolicyReloads(store, o.PolicyDir, mgr.GetEventRecorder("nsprov"), log); err != nil {
-		return err
-	}
+	reportPolicyReloads(store, o.PolicyDir, mgr.GetEventRecorder("nsprov"), log)
 	if err := mgr.Add(alwaysRunnable(store.Watch)); err != nil {
 		return err
 	}
