@@ -15,6 +15,8 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -76,6 +78,14 @@ var Scheme = func() *runtime.Scheme {
 		panic(err)
 	}
 	if err := wfv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	// The harness installs cert-manager's and OpenReports' CRDs from these
+	// modules; their types let tests read those objects typed.
+	if err := certmanagerv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := reportsv1alpha1.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	return s
