@@ -202,6 +202,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, fmt.Errorf("reading Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
 	}
 
+	// The condition first: once the annotation names a new Workflow, the
+	// condition already speaks of it, so no reader sees the new Workflow's
+	// name beside the previous Workflow's success.
+	status, reason, msg := conditionFor(existing)
+	if err := r.setCondition(ctx, ns, existing, status, reason, msg); err != nil {
+		return ctrl.Result{}, err
+	}
 	ref := existing.Namespace + "/" + existing.Name
 	if ns.Annotations[WorkflowAnnotation] != ref {
 		patch := client.MergeFrom(ns.DeepCopy())
@@ -209,11 +216,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err := r.Client.Patch(ctx, ns, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("annotating %s with its workflow: %w", ns.Name, err)
 		}
-	}
-
-	status, reason, msg := conditionFor(existing)
-	if err := r.setCondition(ctx, ns, existing, status, reason, msg); err != nil {
-		return ctrl.Result{}, err
 	}
 	return ctrl.Result{}, r.prune(ctx, ns, existing.Name)
 }

@@ -41,17 +41,25 @@ func waitCondition(t *testing.T, name string, status corev1.ConditionStatus, rea
 	return ns
 }
 
-// waitWorkflowChange waits until the namespace's workflow annotation names a
-// workflow other than previous and that workflow has provisioned it.
+// waitNewWorkflow waits until the namespace's workflow annotation names a
+// workflow other than previous and the condition says that this workflow
+// (not an earlier one) has provisioned it.
 func waitNewWorkflow(t *testing.T, name, previous string) *corev1.Namespace {
 	t.Helper()
+	var current string
 	eventually(t, "a new workflow for "+name, func() error {
-		if w := get(t, name).Annotations[trigger.WorkflowAnnotation]; w == "" || w == previous {
-			return fmt.Errorf("workflow annotation still %q", w)
+		if current = get(t, name).Annotations[trigger.WorkflowAnnotation]; current == "" || current == previous {
+			return fmt.Errorf("workflow annotation still %q", current)
 		}
 		return nil
 	})
-	return waitCondition(t, name, corev1.ConditionTrue, trigger.ReasonSucceeded)
+	ns := waitCondition(t, name, corev1.ConditionTrue, trigger.ReasonSucceeded)
+	for _, c := range ns.Status.Conditions {
+		if c.Type == trigger.ConditionProvisioned && !strings.Contains(c.Message, current) {
+			t.Fatalf("namespace %s: condition %q does not speak of its workflow %s", name, c.Message, current)
+		}
+	}
+	return ns
 }
 
 func networkPolicies(t *testing.T, ns string) map[string]networkingv1.NetworkPolicy {
