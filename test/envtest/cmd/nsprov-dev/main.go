@@ -59,7 +59,9 @@ func run(ctx context.Context, o options) error {
 		policy = o.policyDir + " (reloaded on change)"
 	}
 	kubeconfig := env.Kubeconfig
-	if rel, err := filepath.Rel(".", kubeconfig); err == nil && !strings.HasPrefix(rel, "..") {
+	if wd, err := os.Getwd(); err != nil {
+		// Keep the absolute path.
+	} else if rel, err := filepath.Rel(wd, kubeconfig); err == nil && !strings.HasPrefix(rel, "..") {
 		kubeconfig = "$PWD/" + rel
 	}
 	fmt.Printf(`nsprov dev ready: policy %s, log %s (Ctrl-C stops it). In another terminal:
