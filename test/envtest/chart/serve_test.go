@@ -25,6 +25,7 @@ import (
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/test/envtest"
+	"github.com/nsprov/nsprov/test/envtest/devenv"
 )
 
 // Identities of nsprov's pods and of the provisioning steps, with the
@@ -44,12 +45,11 @@ type replica struct {
 // deploymentArgs are the arguments of the chart's Deployment.
 func deploymentArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 	t.Helper()
-	args, _, err := unstructured.NestedSlice(find(t, objs, "Deployment", "nsprov").Object, "spec", "template", "spec", "containers")
-	if err != nil || len(args) == 0 {
-		t.Fatalf("no containers in the Deployment: %v", err)
+	args, err := devenv.ServeArgs(find(t, objs, "Deployment", "nsprov"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	list, _, _ := unstructured.NestedStringSlice(args[0].(map[string]any), "args")
-	return list
+	return args
 }
 
 // kubeconfigFile writes a kubeconfig for u and returns its path.
@@ -137,14 +137,7 @@ func pointWebhooksAt(ctx context.Context, t *testing.T, objs []*unstructured.Uns
 	t.Helper()
 	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
 		obj := find(t, objs, kind, "nsprov").DeepCopy()
-		webhooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
-		for _, w := range webhooks {
-			cc := w.(map[string]any)["clientConfig"].(map[string]any)
-			path, _, _ := unstructured.NestedString(cc, "service", "path")
-			delete(cc, "service")
-			cc["url"] = "https://" + addr + path
-		}
-		if err := unstructured.SetNestedSlice(obj.Object, webhooks, "webhooks"); err != nil {
+		if err := devenv.CallURL(obj, "https://"+addr); err != nil {
 			t.Fatal(err)
 		}
 		if err := admin.Patch(ctx, obj, client.Apply, client.FieldOwner("helm"), client.ForceOwnership); err != nil {

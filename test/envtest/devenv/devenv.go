@@ -210,7 +210,7 @@ func (e *Env) installChart(ctx context.Context, port int) (*unstructured.Unstruc
 		case "PodDisruptionBudget":
 			continue
 		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
-			if err := callLocally(obj, port); err != nil {
+			if err := CallURL(obj, "https://127.0.0.1:"+strconv.Itoa(port)); err != nil {
 				return nil, err
 			}
 		}
@@ -224,9 +224,10 @@ func (e *Env) installChart(ctx context.Context, port int) (*unstructured.Unstruc
 	return deployment, nil
 }
 
-// callLocally points every webhook of a webhook configuration at
-// https://127.0.0.1:port with the path of its Service reference.
-func callLocally(obj *unstructured.Unstructured, port int) error {
+// CallURL points every webhook of a rendered webhook configuration at
+// base (such as https://127.0.0.1:9443) with the path of its Service
+// reference, as envtest does for its own webhooks.
+func CallURL(obj *unstructured.Unstructured, base string) error {
 	hooks, _, err := unstructured.NestedSlice(obj.Object, "webhooks")
 	if err != nil {
 		return err
@@ -238,7 +239,7 @@ func callLocally(obj *unstructured.Unstructured, port int) error {
 			return fmt.Errorf("webhook %v of %s has no service path", hook["name"], obj.GetName())
 		}
 		unstructured.RemoveNestedField(hook, "clientConfig", "service")
-		if err := unstructured.SetNestedField(hook, "https://127.0.0.1:"+strconv.Itoa(port)+path, "clientConfig", "url"); err != nil {
+		if err := unstructured.SetNestedField(hook, base+path, "clientConfig", "url"); err != nil {
 			return err
 		}
 		hooks[i] = hook
@@ -246,18 +247,29 @@ func callLocally(obj *unstructured.Unstructured, port int) error {
 	return unstructured.SetNestedSlice(obj.Object, hooks, "webhooks")
 }
 
+// ServeArgs are the arguments of the first container of the chart's
+// Deployment, which runs `nsprov serve`.
+func ServeArgs(deployment *unstructured.Unstructured) ([]string, error) {
+	containers, _, err := unstructured.NestedSlice(deployment.Object, "spec", "template", "spec", "containers")
+	if err != nil || len(containers) == 0 {
+		return nil, fmt.Errorf("the chart's Deployment has no containers: %v", err)
+	}
+	c, _ := containers[0].(map[string]any)
+	args, _, err := unstructured.NestedStringSlice(c, "args")
+	if err != nil || len(args) == 0 || args[0] != "serve" {
+		return nil, fmt.Errorf("the chart's Deployment does not run `nsprov serve`: args %q", args)
+	}
+	return args, nil
+}
+
 // serve runs `nsprov serve` in process with the arguments of the chart's
 // Deployment, as nsprov's service account, adjusted to a process on this
 // machine: local addresses, a kubeconfig, the certificate valid for
 // 127.0.0.1, and the policy directory.
 func (e *Env) serve(ctx context.Context, deployment *unstructured.Unstructured, port int, policyDir string) error {
-	containers, _, err := unstructured.NestedSlice(deployment.Object, "spec", "template", "spec", "containers")
-	if err != nil || len(containers) == 0 {
-		return fmt.Errorf("the chart's Deployment has no containers: %v", err)
-	}
-	args, _, err := unstructured.NestedStringSlice(containers[0].(map[string]any), "args")
-	if err != nil || len(args) == 0 || args[0] != "serve" {
-		return fmt.Errorf("the chart's Deployment does not run `nsprov serve`: args %q", args)
+	args, err := ServeArgs(deployment)
+	if err != nil {
+		return err
 	}
 	kubeconfig, err := e.userKubeconfigFile(ServiceAccount, "system:serviceaccounts", "system:serviceaccounts:"+Namespace)
 	if err != nil {
