@@ -7,6 +7,7 @@ import (
 	stdlog "log"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,6 +136,11 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Self-managed certificates need no cert-manager; its six CRDs would
+	// only slow the start.
+	cp.CRDInstallOptions.Paths = slices.DeleteFunc(cp.CRDInstallOptions.Paths, func(p string) bool {
+		return strings.Contains(p, "cert-manager")
+	})
 	e := &Env{stateDir: stateDir, cp: cp, log: logFile, Kubeconfig: filepath.Join(stateDir, KubeconfigFile), served: make(chan int, 1)}
 	ok := false
 	defer func() {

@@ -1,6 +1,6 @@
 // Package devenv is the local environment of `make dev` and of the README
-// walkthrough test. It starts a real kube-apiserver and etcd with the Argo,
-// OpenReports and cert-manager CRDs, installs what the Helm chart renders
+// walkthrough test. It starts a real kube-apiserver and etcd with the Argo and
+// OpenReports CRDs, installs what the Helm chart renders
 // (the WorkflowTemplate, RBAC, the requester role, the webhook
 // configurations, pointed at a local port), runs `nsprov serve` in process
 // with the chart Deployment's arguments as nsprov's service account, with
