@@ -405,20 +405,44 @@ func (e *Env) grantNamespaceAccess(ctx context.Context) error {
 // User returns a configuration that authenticates as name with groups (the
 // API server adds system:authenticated).
 func (e *Env) User(name string, groups ...string) (*rest.Config, error) {
-	u, err := e.env.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
+	return UserConfig(e.env, name, groups...)
+}
+
+// UserKubeconfig returns a kubeconfig that authenticates as name with groups.
+func (e *Env) UserKubeconfig(name string, groups ...string) ([]byte, error) {
+	return UserKubeconfig(e.env, name, groups...)
+}
+
+// UserConfig returns a configuration for a started control plane that
+// authenticates as name with groups.
+func UserConfig(cp *crenvtest.Environment, name string, groups ...string) (*rest.Config, error) {
+	u, err := cp.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("adding user %s: %w", name, err)
 	}
 	return u.Config(), nil
 }
 
-// UserKubeconfig returns a kubeconfig that authenticates as name with groups.
-func (e *Env) UserKubeconfig(name string, groups ...string) ([]byte, error) {
-	u, err := e.env.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
+// UserKubeconfig returns a kubeconfig for a started control plane that
+// authenticates as name with groups.
+func UserKubeconfig(cp *crenvtest.Environment, name string, groups ...string) ([]byte, error) {
+	u, err := cp.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("adding user %s: %w", name, err)
 	}
 	return u.KubeConfig()
+}
+
+// WaitGroupTimeout waits for wg, at most d, and tells whether it finished.
+func WaitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
 }
 
 // Stop stops the webhooks, the controller, the runner and the control plane.
@@ -427,12 +451,7 @@ func (e *Env) Stop() error {
 		e.cancel()
 	}
 	// Let the in-process parts finish before their API server goes away.
-	stopped := make(chan struct{})
-	go func() { e.wg.Wait(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(30 * time.Second):
-	}
+	WaitGroupTimeout(&e.wg, 30*time.Second)
 	if e.tmpDir != "" {
 		_ = os.RemoveAll(e.tmpDir)
 	}

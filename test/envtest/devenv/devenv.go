@@ -322,7 +322,7 @@ func (e *Env) serve(ctx context.Context, deployment *unstructured.Unstructured, 
 // request only nsprov denies: a bare namespace (dry run) from a requester
 // who is no admin.
 func (e *Env) waitForWebhooks(ctx context.Context) error {
-	cfg, err := e.user("nsprov-dev-probe", People[1].Groups...)
+	cfg, err := envtest.UserConfig(e.cp, "nsprov-dev-probe", People[1].Groups...)
 	if err != nil {
 		return err
 	}
@@ -366,26 +366,10 @@ func (e *Env) runSteps(ctx context.Context, assets string) error {
 // installs it.
 const ServiceAccount = "system:serviceaccount:" + Namespace + ":nsprov"
 
-func (e *Env) user(name string, groups ...string) (*rest.Config, error) {
-	u, err := e.cp.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("adding user %s: %w", name, err)
-	}
-	return u.Config(), nil
-}
-
-func (e *Env) userKubeconfig(name string, groups ...string) ([]byte, error) {
-	u, err := e.cp.AddUser(crenvtest.User{Name: name, Groups: groups}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("adding user %s: %w", name, err)
-	}
-	return u.KubeConfig()
-}
-
 // userKubeconfigFile writes a kubeconfig for a user into the temporary
 // directory and returns its path.
 func (e *Env) userKubeconfigFile(name string, groups ...string) (string, error) {
-	data, err := e.userKubeconfig(name, groups...)
+	data, err := envtest.UserKubeconfig(e.cp, name, groups...)
 	if err != nil {
 		return "", err
 	}
@@ -398,7 +382,7 @@ func (e *Env) userKubeconfigFile(name string, groups ...string) (string, error) 
 func (e *Env) writeKubeconfig() error {
 	out := clientcmdapi.NewConfig()
 	for _, p := range People {
-		data, err := e.userKubeconfig(p.Name, p.Groups...)
+		data, err := envtest.UserKubeconfig(e.cp, p.Name, p.Groups...)
 		if err != nil {
 			return err
 		}
@@ -426,11 +410,7 @@ func (e *Env) Stop() error {
 		e.cancel()
 	}
 	// Let the in-process parts finish before their API server goes away.
-	stopped := make(chan struct{})
-	go func() { e.wg.Wait(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(30 * time.Second):
+	if !envtest.WaitGroupTimeout(&e.wg, 30*time.Second) {
 		err = errors.New("nsprov serve or the runner did not stop within 30 seconds")
 	}
 	if e.cp != nil {
