@@ -37,6 +37,9 @@ type Bundle struct {
 	Revision string
 	// Source says where the bundle came from: "embedded" or a directory.
 	Source string
+	// Evaluator says how the queries are evaluated: "compiled", or "topdown"
+	// with the reason the bundle could not be compiled (see compiled.go).
+	Evaluator string
 
 	modules  map[string]*ast.Module // without the tests
 	tests    map[string]*ast.Module
@@ -153,7 +156,45 @@ func Load(ctx context.Context, fsys fs.FS, source string) (*Bundle, error) {
 	if b.plan, err = prepare("plan = " + PlanQuery); err != nil {
 		return nil, err
 	}
+	b.Evaluator = EvaluatorCompiled
+	if err := b.compile(ctx); err != nil {
+		b.Evaluator = EvaluatorTopdown + " (" + err.Error() + ")"
+	}
 	return b, nil
+}
+
+// The evaluators a bundle can use.
+const (
+	EvaluatorCompiled = "compiled"
+	EvaluatorTopdown  = "topdown"
+)
+
+// compile plans the bundle's queries with OPA's planner and prepares them to
+// run as compiled programs. When any query cannot be compiled, none is, and
+// topdown evaluates them all.
+func (b *Bundle) compile(ctx context.Context) error {
+	data, err := ast.InterfaceToValue(b.data)
+	if err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	progs := make([]*program, 0, 3)
+	for _, q := range []*query{b.mutation, b.validation, b.plan} {
+		p, err := compileQuery(ctx, b.compiler, b.store, data, q.text)
+		if err != nil {
+			return fmt.Errorf("planning %s: %w", q.text, err)
+		}
+		progs = append(progs, p)
+	}
+	b.mutation.prog, b.validation.prog, b.plan.prog = progs[0], progs[1], progs[2]
+	return nil
+}
+
+// UseTopdown makes the bundle evaluate its queries with OPA's evaluator
+// (topdown) instead of the compiled programs. Call it before the bundle
+// serves requests.
+func (b *Bundle) UseTopdown() {
+	b.mutation.prog, b.validation.prog, b.plan.prog = nil, nil, nil
+	b.Evaluator = EvaluatorTopdown
 }
 
 func hiddenOrUnknown(info fs.FileInfo) bool {

@@ -70,6 +70,27 @@ type query struct {
 	compiler *ast.Compiler
 	store    storage.Store
 	data     *dataCache
+	// prog is the query's compiled plan (see compiled.go); nil when the
+	// bundle cannot be compiled and topdown evaluates the query.
+	prog *program
+}
+
+// result is the first result of a query: its variables' values.
+type result struct {
+	topdown topdown.QueryResult
+	vars    ast.Object // from a compiled plan: variable name to value
+}
+
+var varTerms = map[ast.Var]*ast.Term{}
+
+func (r result) get(v ast.Var) (*ast.Term, bool) {
+	var t *ast.Term
+	if r.vars != nil {
+		t = r.vars.Get(varTerms[v])
+	} else {
+		t = r.topdown[v]
+	}
+	return t, t != nil
 }
 
 // prepareQuery parses and compiles text, a Rego query whose results are read
@@ -88,10 +109,27 @@ func prepareQuery(compiler *ast.Compiler, store storage.Store, data *dataCache, 
 
 var noMetrics = metrics.NoOp()
 
-// eval evaluates the query on input and returns its first result, or nil
-// when it has none. Builtin errors fail the evaluation, as rego's
-// StrictBuiltinErrors(true) does, and the query stops when ctx is cancelled.
-func (q *query) eval(ctx context.Context, input ast.Value) (topdown.QueryResult, error) {
+// eval evaluates the query on input and returns its first result; no
+// variable is set when it has none. Builtin errors fail the evaluation, as
+// rego's StrictBuiltinErrors(true) does, and the query stops when ctx is
+// cancelled.
+func (q *query) eval(ctx context.Context, input ast.Value) (result, error) {
+	if q.prog != nil {
+		vars, err := q.prog.first(ctx, input)
+		if err != nil {
+			return result{}, err
+		}
+		if vars == nil {
+			vars = ast.NewObject()
+		}
+		return result{vars: vars}, nil
+	}
+	qr, err := q.evalTopdown(ctx, input)
+	return result{topdown: qr}, err
+}
+
+// evalTopdown evaluates the query with OPA's evaluator.
+func (q *query) evalTopdown(ctx context.Context, input ast.Value) (topdown.QueryResult, error) {
 	txn, err := q.store.NewTransaction(ctx)
 	if err != nil {
 		return nil, err
@@ -139,6 +177,12 @@ var (
 	keyMsg    = ast.StringTerm("message")
 )
 
+func init() {
+	for _, v := range []ast.Var{varResult, varDeny, varWarn, varPlan} {
+		varTerms[v] = ast.StringTerm(string(v))
+	}
+}
+
 // Mutate evaluates the mutation for a request. The result may be shared with
 // other callers and must not be modified.
 func (b *Bundle) Mutate(ctx context.Context, req *Request) (*Mutation, error) {
@@ -151,7 +195,7 @@ func (b *Bundle) mutate(ctx context.Context, req *Request) (*Mutation, error) {
 		return nil, fmt.Errorf("evaluating %s: %w", MutationQuery, err)
 	}
 	m := &Mutation{}
-	res, ok := qr[varResult]
+	res, ok := qr.get(varResult)
 	if !ok {
 		return m, nil
 	}
@@ -216,10 +260,8 @@ func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error
 		return nil, fmt.Errorf("evaluating %s and %s: %w", DenyQuery, WarnQuery, err)
 	}
 	v := &Validation{}
-	if qr == nil {
-		return v, nil
-	}
-	if deny, ok := collection(qr[varDeny]); ok {
+	denyTerm, _ := qr.get(varDeny)
+	if deny, ok := collection(denyTerm); ok {
 		v.Violations = make([]Violation, 0, deny.Len())
 		err := deny.Iter(func(d *ast.Term) error {
 			var rule, msg ast.String
@@ -244,7 +286,8 @@ func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error
 			return v.Violations[i].Message < v.Violations[j].Message
 		})
 	}
-	if warn, ok := collection(qr[varWarn]); ok {
+	warnTerm, _ := qr.get(varWarn)
+	if warn, ok := collection(warnTerm); ok {
 		v.Warnings = make([]string, 0, warn.Len())
 		err := warn.Iter(func(w *ast.Term) error {
 			s, ok := termString(w)
@@ -301,7 +344,7 @@ func (b *Bundle) evalPlan(ctx context.Context, req *Request) (map[string]any, er
 	if err != nil {
 		return nil, fmt.Errorf("evaluating %s: %w", PlanQuery, err)
 	}
-	res, ok := qr[varPlan]
+	res, ok := qr.get(varPlan)
 	if !ok {
 		return nil, nil
 	}

@@ -1,0 +1,941 @@
+package policy
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown"
+	"github.com/open-policy-agent/opa/v1/topdown/builtins"
+)
+
+// Compiled evaluation.
+//
+// OPA's planner turns a query and the modules it reaches into OPA's
+// intermediate representation (package ir): the plan that `opa build -t plan`
+// writes and that OPA compiles to WebAssembly. Rules become functions of
+// blocks of simple statements over numbered locals; every rule body, `not`,
+// `some ... in`, comprehension and builtin call is already resolved. A
+// program runs such a plan directly on OPA's values and calls OPA's own
+// builtin implementations. Compared with OPA's evaluator (topdown), it does
+// no unification, keeps no binding lists and copies no data references, so
+// one decision allocates a fraction of what topdown needs; the results are the
+// same, which the differential tests check on every rule.
+//
+// The statements' meaning follows OPA's WebAssembly compiler, the reference
+// for this representation:
+//   - a statement that does not hold (an undefined value, a false
+//     comparison) leaves the block it is in; the statement after the block
+//     runs next;
+//   - BreakStmt{Index: n} leaves n+1 enclosing blocks; the block of a scan
+//     counts twice (its first level is one iteration, the second the loop);
+//   - a function runs its blocks in order until one returns;
+//   - functions of input and data alone (complete and partial rules) are
+//     memoized for one evaluation, and a `with` evaluates under fresh memos.
+
+// irTarget is the rego target name under which the planner's output reaches
+// newProgram. It is registered once per process.
+const irTarget = "nsprov-compiled"
+
+func init() { rego.RegisterPlugin(irTarget, irPlugin{}) }
+
+// irPlugin receives the planned policy from the rego package. Prepared
+// queries with rego.Target(irTarget) evaluate through the program too, which
+// the tests use; the bundle calls programs directly.
+type irPlugin struct{}
+
+func (irPlugin) IsTarget(t string) bool { return t == irTarget }
+
+func (irPlugin) PrepareForEval(ctx context.Context, pol *ir.Policy, opts ...rego.PrepareOption) (rego.TargetPluginEval, error) {
+	var cfg rego.PrepareConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(cfg.BuiltinFuncs()) > 0 {
+		return nil, errors.New("compiled evaluation does not support custom builtin functions")
+	}
+	slot, ok := ctx.Value(planSlotKey{}).(*planSlot)
+	if !ok {
+		return nil, errors.New("the " + irTarget + " target is prepared only by policy.Bundle")
+	}
+	p, err := newProgram(pol)
+	if err != nil {
+		return nil, err
+	}
+	slot.prog = p
+	return p, nil
+}
+
+// compileQuery plans a query (Rego text) with OPA's planner and prepares it
+// to run on data, the whole data document.
+func compileQuery(ctx context.Context, compiler *ast.Compiler, store storage.Store, data ast.Value, query string) (*program, error) {
+	slot := &planSlot{}
+	_, err := rego.New(
+		rego.Query(query),
+		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.Target(irTarget),
+	).PrepareForEval(context.WithValue(ctx, planSlotKey{}, slot))
+	if err != nil {
+		return nil, err
+	}
+	if slot.prog == nil {
+		return nil, errors.New("the planner produced no program")
+	}
+	slot.prog.data = ast.NewTerm(data)
+	return slot.prog, nil
+}
+
+// planSlot carries a program from the plugin back to the bundle that asked
+// the rego package to plan a query.
+type planSlot struct{ prog *program }
+
+type planSlotKey struct{}
+
+// program is an executable plan. It is immutable and safe for concurrent use.
+type program struct {
+	plan    *irFunc
+	funcs   []*irFunc
+	byName  map[string]*irFunc
+	tree    *funcTree // functions by data path, for CallDynamicStmt
+	strings []*ast.Term
+	data    *ast.Term
+	// consts holds the number a MakeNumberIntStmt, MakeNumberRefStmt or
+	// AssignIntStmt makes, computed once.
+	consts map[ir.Stmt]*ast.Term
+	pool   sync.Pool
+}
+
+type irFunc struct {
+	name    string
+	index   int
+	params  []ir.Local
+	ret     ir.Local
+	blocks  []*ir.Block
+	nlocals int
+	memo    bool
+	builtin topdown.BuiltinFunc // set for builtins, which have no blocks
+}
+
+type funcTree struct {
+	fn       *irFunc
+	children map[string]*funcTree
+}
+
+var (
+	trueTerm  = ast.BooleanTerm(true)
+	falseTerm = ast.BooleanTerm(false)
+)
+
+// newProgram checks a planned policy and prepares it to run. It fails when the
+// policy calls a builtin OPA does not implement or uses a statement this
+// evaluator does not know.
+func newProgram(pol *ir.Policy) (*program, error) {
+	if pol.Plans == nil || len(pol.Plans.Plans) != 1 {
+		return nil, errors.New("compiled evaluation needs exactly one plan")
+	}
+	p := &program{byName: map[string]*irFunc{}, tree: &funcTree{}, consts: map[ir.Stmt]*ast.Term{}}
+	if pol.Static != nil {
+		for _, s := range pol.Static.Strings {
+			p.strings = append(p.strings, ast.StringTerm(s.Value))
+		}
+	}
+	if pol.Funcs != nil {
+		for i, f := range pol.Funcs.Funcs {
+			fn := &irFunc{name: f.Name, index: i, params: f.Params, ret: f.Return, blocks: f.Blocks, memo: len(f.Params) == 2}
+			p.funcs = append(p.funcs, fn)
+			p.byName[f.Name] = fn
+			if len(f.Path) > 0 {
+				node := p.tree
+				for _, seg := range f.Path {
+					if node.children == nil {
+						node.children = map[string]*funcTree{}
+					}
+					next := node.children[seg]
+					if next == nil {
+						next = &funcTree{}
+						node.children[seg] = next
+					}
+					node = next
+				}
+				node.fn = fn
+			}
+		}
+	}
+	plan := pol.Plans.Plans[0]
+	p.plan = &irFunc{name: plan.Name, index: -1, params: []ir.Local{ir.Input, ir.Data}, blocks: plan.Blocks}
+	for _, fn := range append([]*irFunc{p.plan}, p.funcs...) {
+		max := int(fn.ret)
+		for _, l := range fn.params {
+			max = maxInt(max, int(l))
+		}
+		for _, b := range fn.blocks {
+			m, err := p.prepareBlock(b)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", fn.name, err)
+			}
+			max = maxInt(max, m)
+		}
+		fn.nlocals = max + 1
+	}
+	p.pool.New = func() any { return &machine{} }
+	return p, nil
+}
+
+func maxInt(a, b int) int {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// prepareBlock resolves the functions, builtins and constants of a block and
+// returns the highest local it uses.
+func (p *program) prepareBlock(b *ir.Block) (int, error) {
+	max := 0
+	local := func(l ir.Local) { max = maxInt(max, int(l)) }
+	operand := func(o ir.Operand) error {
+		switch v := o.Value.(type) {
+		case ir.Local:
+			local(v)
+		case ir.StringIndex:
+			if int(v) >= len(p.strings) {
+				return fmt.Errorf("string constant %d is out of range", v)
+			}
+		}
+		return nil
+	}
+	nested := func(b *ir.Block) error {
+		m, err := p.prepareBlock(b)
+		max = maxInt(max, m)
+		return err
+	}
+	for _, s := range b.Stmts {
+		var err error
+		switch s := s.(type) {
+		case *ir.CallStmt:
+			local(s.Result)
+			for _, a := range s.Args {
+				if err = operand(a); err != nil {
+					break
+				}
+			}
+			if err == nil && p.byName[s.Func] == nil {
+				bi := topdown.GetBuiltin(s.Func)
+				if bi == nil {
+					return 0, fmt.Errorf("builtin %s is not available", s.Func)
+				}
+				fn := &irFunc{name: s.Func, index: -1, builtin: bi}
+				p.byName[s.Func] = fn
+			}
+		case *ir.CallDynamicStmt:
+			local(s.Result)
+			for _, a := range s.Args {
+				local(a)
+			}
+			for _, o := range s.Path {
+				if err = operand(o); err != nil {
+					break
+				}
+			}
+		case *ir.BlockStmt:
+			for _, inner := range s.Blocks {
+				if err = nested(inner); err != nil {
+					break
+				}
+			}
+		case *ir.ScanStmt:
+			local(s.Source)
+			local(s.Key)
+			local(s.Value)
+			err = nested(s.Block)
+		case *ir.NotStmt:
+			err = nested(s.Block)
+		case *ir.WithStmt:
+			local(s.Local)
+			if err = operand(s.Value); err == nil {
+				err = nested(s.Block)
+			}
+			for _, i := range s.Path {
+				if i < 0 || i >= len(p.strings) {
+					err = fmt.Errorf("string constant %d is out of range", i)
+				}
+			}
+		case *ir.ReturnLocalStmt:
+			local(s.Source)
+		case *ir.BreakStmt, *ir.NopStmt:
+		case *ir.DotStmt:
+			local(s.Target)
+			if err = operand(s.Source); err == nil {
+				err = operand(s.Key)
+			}
+		case *ir.LenStmt:
+			local(s.Target)
+			err = operand(s.Source)
+		case *ir.AssignIntStmt:
+			local(s.Target)
+			p.consts[s] = ast.InternedTerm(int(s.Value))
+		case *ir.AssignVarStmt:
+			local(s.Target)
+			err = operand(s.Source)
+		case *ir.AssignVarOnceStmt:
+			local(s.Target)
+			err = operand(s.Source)
+		case *ir.ResetLocalStmt:
+			local(s.Target)
+		case *ir.MakeNullStmt:
+			local(s.Target)
+		case *ir.MakeNumberIntStmt:
+			local(s.Target)
+			p.consts[s] = ast.InternedTerm(int(s.Value))
+		case *ir.MakeNumberRefStmt:
+			local(s.Target)
+			if s.Index < 0 || s.Index >= len(p.strings) {
+				return 0, fmt.Errorf("number constant %d is out of range", s.Index)
+			}
+			p.consts[s] = ast.NewTerm(ast.Number(p.strings[s.Index].Value.(ast.String)))
+		case *ir.MakeArrayStmt:
+			local(s.Target)
+		case *ir.MakeObjectStmt:
+			local(s.Target)
+		case *ir.MakeSetStmt:
+			local(s.Target)
+		case *ir.EqualStmt:
+			if err = operand(s.A); err == nil {
+				err = operand(s.B)
+			}
+		case *ir.NotEqualStmt:
+			if err = operand(s.A); err == nil {
+				err = operand(s.B)
+			}
+		case *ir.IsArrayStmt:
+			err = operand(s.Source)
+		case *ir.IsObjectStmt:
+			err = operand(s.Source)
+		case *ir.IsSetStmt:
+			err = operand(s.Source)
+		case *ir.IsDefinedStmt:
+			local(s.Source)
+		case *ir.IsUndefinedStmt:
+			local(s.Source)
+		case *ir.ArrayAppendStmt:
+			local(s.Array)
+			err = operand(s.Value)
+		case *ir.ObjectInsertStmt:
+			local(s.Object)
+			if err = operand(s.Key); err == nil {
+				err = operand(s.Value)
+			}
+		case *ir.ObjectInsertOnceStmt:
+			local(s.Object)
+			if err = operand(s.Key); err == nil {
+				err = operand(s.Value)
+			}
+		case *ir.ObjectMergeStmt:
+			local(s.A)
+			local(s.B)
+			local(s.Target)
+		case *ir.SetAddStmt:
+			local(s.Set)
+			err = operand(s.Value)
+		case *ir.ResultSetAddStmt:
+			local(s.Value)
+		default:
+			return 0, fmt.Errorf("statement %T is not supported", s)
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return max, nil
+}
+
+// Eval runs the plan for the rego package: it returns the set of result
+// bindings. The bundle sets the program's data after planning.
+func (p *program) Eval(ctx context.Context, ectx *rego.EvalContext, _ ast.Value) (ast.Value, error) {
+	if p.data == nil {
+		return nil, errors.New("the " + irTarget + " target is evaluated only by policy.Bundle")
+	}
+	input := ectx.ParsedInput()
+	results := ast.NewSet()
+	err := p.run(ctx, input, func(r *ast.Term) { results.Add(r) })
+	return results, err
+}
+
+// first runs the plan on input and returns its first result: an object of the
+// query's variables, or nil when the query is undefined.
+func (p *program) first(ctx context.Context, input ast.Value) (ast.Object, error) {
+	var first ast.Object
+	err := p.run(ctx, input, func(r *ast.Term) {
+		if obj, ok := r.Value.(ast.Object); ok && first == nil {
+			first = obj
+		}
+	})
+	return first, err
+}
+
+func (p *program) run(ctx context.Context, input ast.Value, result func(*ast.Term)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m := p.pool.Get().(*machine)
+	defer p.pool.Put(m)
+	m.reset(ctx, p, result)
+	var in *ast.Term
+	if input != nil {
+		in = ast.NewTerm(input)
+	}
+	m.fargs = append(m.fargs[:0], in, p.data)
+	_, err := m.call(p.plan, m.fargs)
+	m.release()
+	return err
+}
+
+// machine holds the state of one evaluation; machines are pooled.
+type machine struct {
+	ctx     context.Context
+	prog    *program
+	result  func(*ast.Term)
+	stack   []*ast.Term
+	memo    []*ast.Term // per function: nil when not yet evaluated
+	args    []*ast.Term // a builtin's operands
+	fargs   []*ast.Term // a function's arguments, copied into its frame on entry
+	frames  []*frame    // by call depth
+	depth   int
+	out     *ast.Term
+	capture func(*ast.Term) error
+	cache   builtins.Cache
+	steps   int
+}
+
+var undefinedMemo = ast.NewTerm(ast.String("<undefined>"))
+
+func (m *machine) reset(ctx context.Context, p *program, result func(*ast.Term)) {
+	m.ctx, m.prog, m.result, m.steps = ctx, p, result, 0
+	if cap(m.memo) < len(p.funcs) {
+		m.memo = make([]*ast.Term, len(p.funcs))
+	}
+	m.memo = m.memo[:len(p.funcs)]
+	clear(m.memo)
+	if m.capture == nil {
+		m.capture = func(t *ast.Term) error {
+			m.out = t
+			return nil
+		}
+		m.cache = builtins.Cache{}
+		m.stack = make([]*ast.Term, 0, 512)
+	}
+}
+
+// release drops the references to the evaluation's values so a pooled
+// machine keeps nothing alive.
+func (m *machine) release() {
+	clear(m.stack[:cap(m.stack)])
+	m.stack = m.stack[:0]
+	clear(m.memo)
+	clear(m.args[:cap(m.args)])
+	clear(m.fargs[:cap(m.fargs)])
+	clear(m.cache)
+	m.ctx, m.result, m.out = nil, nil, nil
+}
+
+// Block outcomes besides a break count (0 or more): the block ran to its end,
+// or a function returned.
+const (
+	completed = -1
+	returned  = -2
+)
+
+type frame struct {
+	locals []*ast.Term
+	ret    *ast.Term
+}
+
+// call runs a function with its arguments and returns its value, nil when
+// undefined.
+func (m *machine) call(fn *irFunc, args []*ast.Term) (*ast.Term, error) {
+	if fn.memo && len(m.memo) > fn.index && fn.index >= 0 {
+		if v := m.memo[fn.index]; v != nil {
+			if v == undefinedMemo {
+				return nil, nil
+			}
+			return v, nil
+		}
+	}
+	if m.steps++; m.steps&63 == 0 {
+		if err := m.ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	base := len(m.stack)
+	if cap(m.stack)-base < fn.nlocals {
+		grown := make([]*ast.Term, base, 2*cap(m.stack)+fn.nlocals)
+		copy(grown, m.stack)
+		m.stack = grown
+	}
+	m.stack = m.stack[:base+fn.nlocals]
+	if m.depth == len(m.frames) {
+		m.frames = append(m.frames, &frame{})
+	}
+	f := m.frames[m.depth]
+	m.depth++
+	f.locals, f.ret = m.stack[base:base+fn.nlocals], nil
+	clear(f.locals)
+	for i, l := range fn.params {
+		f.locals[l] = args[i]
+	}
+	var err error
+	for _, b := range fn.blocks {
+		var r int
+		r, err = m.block(f, b)
+		if err != nil || r == returned {
+			break
+		}
+	}
+	if err == nil && f.ret == nil {
+		f.ret = f.locals[fn.ret]
+	}
+	ret := f.ret
+	clear(f.locals)
+	f.locals, f.ret = nil, nil
+	m.depth--
+	m.stack = m.stack[:base]
+	if err != nil {
+		return nil, err
+	}
+	if fn.memo && fn.index >= 0 && fn.index < len(m.memo) {
+		if ret == nil {
+			m.memo[fn.index] = undefinedMemo
+		} else {
+			m.memo[fn.index] = ret
+		}
+	}
+	return ret, nil
+}
+
+func (m *machine) operand(f *frame, o ir.Operand) *ast.Term {
+	switch v := o.Value.(type) {
+	case ir.Local:
+		return f.locals[v]
+	case ir.StringIndex:
+		return m.prog.strings[v]
+	case ir.Bool:
+		if v {
+			return trueTerm
+		}
+		return falseTerm
+	}
+	return nil
+}
+
+// block runs the statements of b. It returns completed, returned, or the
+// number of enclosing blocks the caller must leave as well (0: only b was
+// left).
+func (m *machine) block(f *frame, b *ir.Block) (int, error) {
+	for _, s := range b.Stmts {
+		switch s := s.(type) {
+		case *ir.CallStmt:
+			v, err := m.callStmt(f, s)
+			if err != nil {
+				return 0, err
+			}
+			if v == nil {
+				return 0, nil
+			}
+			f.locals[s.Result] = v
+		case *ir.DotStmt:
+			v := dot(m.operand(f, s.Source), m.operand(f, s.Key))
+			if v == nil {
+				return 0, nil
+			}
+			f.locals[s.Target] = v
+		case *ir.AssignVarStmt:
+			f.locals[s.Target] = m.operand(f, s.Source)
+		case *ir.AssignVarOnceStmt:
+			v := m.operand(f, s.Source)
+			if cur := f.locals[s.Target]; cur != nil {
+				if ast.Compare(cur.Value, v.Value) != 0 {
+					return 0, conflict(s.Location, "complete rules must not produce multiple outputs")
+				}
+				continue
+			}
+			f.locals[s.Target] = v
+		case *ir.ResetLocalStmt:
+			f.locals[s.Target] = nil
+		case *ir.NotEqualStmt:
+			a, b := m.operand(f, s.A), m.operand(f, s.B)
+			if a == nil || b == nil || ast.Compare(a.Value, b.Value) == 0 {
+				return 0, nil
+			}
+		case *ir.EqualStmt:
+			a, b := m.operand(f, s.A), m.operand(f, s.B)
+			if a == nil || b == nil || ast.Compare(a.Value, b.Value) != 0 {
+				return 0, nil
+			}
+		case *ir.IsDefinedStmt:
+			if f.locals[s.Source] == nil {
+				return 0, nil
+			}
+		case *ir.IsUndefinedStmt:
+			if f.locals[s.Source] != nil {
+				return 0, nil
+			}
+		case *ir.BlockStmt:
+			for _, inner := range s.Blocks {
+				r, err := m.block(f, inner)
+				if err != nil {
+					return 0, err
+				}
+				if r == returned {
+					return returned, nil
+				}
+				if r > 0 {
+					return r - 1, nil
+				}
+			}
+		case *ir.BreakStmt:
+			return int(s.Index), nil
+		case *ir.ReturnLocalStmt:
+			f.ret = f.locals[s.Source]
+			return returned, nil
+		case *ir.NotStmt:
+			r, err := m.block(f, s.Block)
+			if err != nil {
+				return 0, err
+			}
+			switch {
+			case r == completed:
+				return 0, nil
+			case r == returned:
+				return returned, nil
+			case r > 0:
+				return r - 1, nil
+			}
+		case *ir.ScanStmt:
+			r, err := m.scan(f, s)
+			if err != nil {
+				return 0, err
+			}
+			if r == returned || r >= 0 {
+				return r, nil
+			}
+		case *ir.MakeObjectStmt:
+			f.locals[s.Target] = ast.NewTerm(ast.NewObject())
+		case *ir.MakeSetStmt:
+			f.locals[s.Target] = ast.NewTerm(ast.NewSet())
+		case *ir.MakeArrayStmt:
+			f.locals[s.Target] = ast.NewTerm(ast.NewArrayWithCapacity(int(s.Capacity)))
+		case *ir.MakeNullStmt:
+			f.locals[s.Target] = ast.InternedNullTerm
+		case *ir.MakeNumberIntStmt:
+			f.locals[s.Target] = m.prog.consts[s]
+		case *ir.MakeNumberRefStmt:
+			f.locals[s.Target] = m.prog.consts[s]
+		case *ir.AssignIntStmt:
+			f.locals[s.Target] = m.prog.consts[s]
+		case *ir.ObjectInsertStmt:
+			obj, ok := f.locals[s.Object].Value.(ast.Object)
+			if !ok {
+				return 0, fmt.Errorf("internal error: object insert into %s", ast.ValueName(f.locals[s.Object].Value))
+			}
+			obj.Insert(m.operand(f, s.Key), m.operand(f, s.Value))
+		case *ir.ObjectInsertOnceStmt:
+			obj, ok := f.locals[s.Object].Value.(ast.Object)
+			if !ok {
+				return 0, fmt.Errorf("internal error: object insert into %s", ast.ValueName(f.locals[s.Object].Value))
+			}
+			k, v := m.operand(f, s.Key), m.operand(f, s.Value)
+			if cur := obj.Get(k); cur != nil {
+				if ast.Compare(cur.Value, v.Value) != 0 {
+					return 0, conflict(s.Location, "object keys must be unique")
+				}
+				continue
+			}
+			obj.Insert(k, v)
+		case *ir.SetAddStmt:
+			set, ok := f.locals[s.Set].Value.(ast.Set)
+			if !ok {
+				return 0, fmt.Errorf("internal error: set add to %s", ast.ValueName(f.locals[s.Set].Value))
+			}
+			set.Add(m.operand(f, s.Value))
+		case *ir.ArrayAppendStmt:
+			t := f.locals[s.Array]
+			arr, ok := t.Value.(*ast.Array)
+			if !ok {
+				return 0, fmt.Errorf("internal error: array append to %s", ast.ValueName(t.Value))
+			}
+			t.Value = arr.Append(m.operand(f, s.Value))
+		case *ir.LenStmt:
+			n, ok := length(m.operand(f, s.Source))
+			if !ok {
+				return 0, nil
+			}
+			f.locals[s.Target] = ast.InternedTerm(n)
+		case *ir.IsArrayStmt:
+			if v := m.operand(f, s.Source); v == nil || !isArray(v.Value) {
+				return 0, nil
+			}
+		case *ir.IsObjectStmt:
+			if v := m.operand(f, s.Source); v == nil || !isObject(v.Value) {
+				return 0, nil
+			}
+		case *ir.IsSetStmt:
+			if v := m.operand(f, s.Source); v == nil || !isSet(v.Value) {
+				return 0, nil
+			}
+		case *ir.ObjectMergeStmt:
+			f.locals[s.Target] = merge(f.locals[s.A], f.locals[s.B])
+		case *ir.CallDynamicStmt:
+			v, err := m.callDynamic(f, s)
+			if err != nil {
+				return 0, err
+			}
+			if v == nil {
+				return 0, nil
+			}
+			f.locals[s.Result] = v
+		case *ir.WithStmt:
+			r, err := m.with(f, s)
+			if err != nil {
+				return 0, err
+			}
+			switch {
+			case r == completed:
+			case r == returned:
+				return returned, nil
+			case r == 0:
+				return 0, nil
+			default:
+				return r - 1, nil
+			}
+		case *ir.ResultSetAddStmt:
+			m.result(f.locals[s.Value])
+		case *ir.NopStmt:
+		}
+	}
+	return completed, nil
+}
+
+func isArray(v ast.Value) bool  { _, ok := v.(*ast.Array); return ok }
+func isObject(v ast.Value) bool { _, ok := v.(ast.Object); return ok }
+func isSet(v ast.Value) bool    { _, ok := v.(ast.Set); return ok }
+
+func conflict(loc ir.Location, msg string) error {
+	return &topdown.Error{Code: topdown.ConflictErr, Message: msg, Location: &ast.Location{Row: loc.Row, Col: loc.Col}}
+}
+
+// dot is source[key]: an object's value, an array's element or a set's
+// member; nil when there is none.
+func dot(source, key *ast.Term) *ast.Term {
+	if source == nil || key == nil {
+		return nil
+	}
+	switch v := source.Value.(type) {
+	case ast.Object:
+		return v.Get(key)
+	case *ast.Array:
+		n, ok := key.Value.(ast.Number)
+		if !ok {
+			return nil
+		}
+		i, ok := n.Int()
+		if !ok || i < 0 || i >= v.Len() {
+			return nil
+		}
+		return v.Elem(i)
+	case ast.Set:
+		if v.Contains(key) {
+			return key
+		}
+	}
+	return nil
+}
+
+func length(t *ast.Term) (int, bool) {
+	if t == nil {
+		return 0, false
+	}
+	switch v := t.Value.(type) {
+	case *ast.Array:
+		return v.Len(), true
+	case ast.Object:
+		return v.Len(), true
+	case ast.Set:
+		return v.Len(), true
+	case ast.String:
+		return len(v), true
+	}
+	return 0, true
+}
+
+// merge merges two documents recursively; a's value wins where both have a
+// key that is not an object in both.
+func merge(a, b *ast.Term) *ast.Term {
+	if a == nil {
+		return b
+	}
+	ao, ok1 := a.Value.(ast.Object)
+	bo, ok2 := b.Value.(ast.Object)
+	if b == nil || !ok1 || !ok2 {
+		return a
+	}
+	out := ast.NewObject()
+	ao.Foreach(func(k, v *ast.Term) {
+		if other := bo.Get(k); other != nil {
+			out.Insert(k, merge(v, other))
+		} else {
+			out.Insert(k, v)
+		}
+	})
+	bo.Foreach(func(k, v *ast.Term) {
+		if ao.Get(k) == nil {
+			out.Insert(k, v)
+		}
+	})
+	return ast.NewTerm(out)
+}
+
+func (m *machine) scan(f *frame, s *ir.ScanStmt) (int, error) {
+	src := f.locals[s.Source]
+	if src == nil {
+		return completed, nil
+	}
+	// Each iteration's outcome: completed or 0 continues with the next
+	// element, 1 leaves the loop, more leaves enclosing blocks.
+	var out int = completed
+	var ferr error
+	step := func(k, v *ast.Term) bool {
+		f.locals[s.Key], f.locals[s.Value] = k, v
+		r, err := m.block(f, s.Block)
+		switch {
+		case err != nil:
+			ferr = err
+			return true
+		case r == returned:
+			out = returned
+			return true
+		case r == 1:
+			return true
+		case r > 1:
+			out = r - 2
+			return true
+		}
+		return false
+	}
+	switch v := src.Value.(type) {
+	case *ast.Array:
+		for i := 0; i < v.Len(); i++ {
+			if step(ast.InternedTerm(i), v.Elem(i)) {
+				break
+			}
+		}
+	case ast.Object:
+		v.Until(func(k, val *ast.Term) bool { return step(k, val) })
+	case ast.Set:
+		v.Until(func(e *ast.Term) bool { return step(e, e) })
+	}
+	return out, ferr
+}
+
+func (m *machine) callStmt(f *frame, s *ir.CallStmt) (*ast.Term, error) {
+	fn := m.prog.byName[s.Func]
+	if fn.builtin == nil {
+		args := m.fargs[:0]
+		for _, a := range s.Args {
+			args = append(args, m.operand(f, a))
+		}
+		m.fargs = args
+		return m.call(fn, args)
+	}
+	// Builtins get the machine's argument buffer: they do not keep their
+	// operands, and they do not call back into the machine.
+	args := m.args[:0]
+	for _, a := range s.Args {
+		v := m.operand(f, a)
+		if v == nil {
+			return nil, nil
+		}
+		args = append(args, v)
+	}
+	m.args = args
+	m.out = nil
+	bctx := topdown.BuiltinContext{
+		Context: m.ctx,
+		Seed:    rand.Reader,
+		Cache:   m.cache,
+	}
+	if err := fn.builtin(bctx, args, m.capture); err != nil {
+		return nil, err
+	}
+	out := m.out
+	m.out = nil
+	return out, nil
+}
+
+func (m *machine) callDynamic(f *frame, s *ir.CallDynamicStmt) (*ast.Term, error) {
+	node := m.prog.tree
+	for _, o := range s.Path {
+		key := m.operand(f, o)
+		if key == nil {
+			return nil, nil
+		}
+		str, ok := key.Value.(ast.String)
+		if !ok || node.children == nil {
+			return nil, nil
+		}
+		node = node.children[string(str)]
+		if node == nil {
+			return nil, nil
+		}
+	}
+	if node.fn == nil {
+		return nil, nil
+	}
+	args := m.fargs[:0]
+	for _, l := range s.Args {
+		args = append(args, f.locals[l])
+	}
+	m.fargs = args
+	return m.call(node.fn, args)
+}
+
+// with runs a block with input or data replaced at a path, under fresh memos.
+func (m *machine) with(f *frame, s *ir.WithStmt) (int, error) {
+	saved := f.locals[s.Local]
+	savedMemo := m.memo
+	m.memo = make([]*ast.Term, len(savedMemo))
+	path := make([]*ast.Term, len(s.Path))
+	for i, idx := range s.Path {
+		path[i] = m.prog.strings[idx]
+	}
+	f.locals[s.Local] = upsert(saved, path, m.operand(f, s.Value))
+	r, err := m.block(f, s.Block)
+	f.locals[s.Local] = saved
+	m.memo = savedMemo
+	return r, err
+}
+
+// upsert returns a copy of doc with value at path, creating objects on the
+// way; doc itself is not modified.
+func upsert(doc *ast.Term, path []*ast.Term, value *ast.Term) *ast.Term {
+	if len(path) == 0 {
+		return value
+	}
+	var obj ast.Object
+	if doc != nil {
+		if o, ok := doc.Value.(ast.Object); ok {
+			obj = o.Copy()
+		}
+	}
+	if obj == nil {
+		obj = ast.NewObject()
+	}
+	obj.Insert(path[0], upsert(obj.Get(path[0]), path[1:], value))
+	return ast.NewTerm(obj)
+}
