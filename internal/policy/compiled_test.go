@@ -133,7 +133,7 @@ n := count(input.name) + 1`},
 		inputs: []string{`{"s": " Istio, monitoring ,istio,,", "name": "kube-dev"}`, `{"s": "", "name": "Payments-dev"}`},
 	},
 	{
-		name:    "conflicting complete rule",
+		name: "conflicting complete rule",
 		modules: []string{`package t
 x := 1 if input.a
 x := 2 if input.b`},
@@ -142,7 +142,7 @@ x := 2 if input.b`},
 		wantErr: true,
 	},
 	{
-		name:    "conflicting object keys",
+		name: "conflicting object keys",
 		modules: []string{`package t
 o[k] := v if some k, v in input.a
 o[k] := v if some k, v in input.b`},
@@ -151,7 +151,7 @@ o[k] := v if some k, v in input.b`},
 		wantErr: true,
 	},
 	{
-		name:    "builtin error",
+		name: "builtin error",
 		modules: []string{`package t
 n := to_number(input.s)`},
 		query:   "v := data.t.n",
