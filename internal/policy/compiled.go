@@ -171,6 +171,7 @@ func newProgram(pol *ir.Policy) (*program, error) {
 	plan := pol.Plans.Plans[0]
 	p.plan = &irFunc{name: plan.Name, index: -1, params: []ir.Local{ir.Input, ir.Data}, blocks: plan.Blocks}
 	for _, fn := range append([]*irFunc{p.plan}, p.funcs...) {
+		p.foldConstants(fn)
 		max := int(fn.ret)
 		for _, l := range fn.params {
 			max = maxInt(max, int(l))
@@ -193,6 +194,159 @@ func maxInt(a, b int) int {
 		return a
 	}
 	return b
+}
+
+// constStmt sets a local to a constant collection. It replaces the
+// statements that build a literal array, set or object of strings and
+// booleans, which the planner emits for every evaluation.
+type constStmt struct {
+	Target ir.Local
+	Value  *ast.Term
+	ir.Location
+}
+
+// foldConstants replaces each literal collection of fn (a Make statement
+// followed by appends or inserts of constants) by a constStmt. The shared
+// value is never modified: a collection is folded only when those appends
+// and inserts are the only statements of fn that modify its local.
+func (p *program) foldConstants(fn *irFunc) {
+	mutations := map[ir.Local]int{}
+	var count func(b *ir.Block)
+	count = func(b *ir.Block) {
+		for _, s := range b.Stmts {
+			switch s := s.(type) {
+			case *ir.ArrayAppendStmt:
+				mutations[s.Array]++
+			case *ir.SetAddStmt:
+				mutations[s.Set]++
+			case *ir.ObjectInsertStmt:
+				mutations[s.Object]++
+			case *ir.ObjectInsertOnceStmt:
+				mutations[s.Object]++
+			case *ir.BlockStmt:
+				for _, inner := range s.Blocks {
+					count(inner)
+				}
+			case *ir.ScanStmt:
+				count(s.Block)
+			case *ir.NotStmt:
+				count(s.Block)
+			case *ir.WithStmt:
+				count(s.Block)
+			}
+		}
+	}
+	for _, b := range fn.blocks {
+		count(b)
+	}
+	constant := func(o ir.Operand) (*ast.Term, bool) {
+		switch v := o.Value.(type) {
+		case ir.StringIndex:
+			if int(v) < len(p.strings) {
+				return p.strings[v], true
+			}
+		case ir.Bool:
+			return ast.InternedTerm(bool(v)), true
+		}
+		return nil, false
+	}
+	var fold func(b *ir.Block)
+	fold = func(b *ir.Block) {
+		out := b.Stmts[:0]
+		for i := 0; i < len(b.Stmts); i++ {
+			s := b.Stmts[i]
+			switch s := s.(type) {
+			case *ir.BlockStmt:
+				for _, inner := range s.Blocks {
+					fold(inner)
+				}
+			case *ir.ScanStmt:
+				fold(s.Block)
+			case *ir.NotStmt:
+				fold(s.Block)
+			case *ir.WithStmt:
+				fold(s.Block)
+			}
+			var target ir.Local
+			var add func(ir.Stmt) bool
+			switch m := s.(type) {
+			case *ir.MakeArrayStmt:
+				target = m.Target
+				var elems []*ast.Term
+				add = func(s ir.Stmt) bool {
+					a, ok := s.(*ir.ArrayAppendStmt)
+					if !ok || a.Array != target {
+						return false
+					}
+					v, ok := constant(a.Value)
+					if ok {
+						elems = append(elems, v)
+					}
+					return ok
+				}
+				if n, ok := p.foldRun(b.Stmts[i+1:], target, mutations, add); ok {
+					out = append(out, &constStmt{Target: target, Value: ast.ArrayTerm(elems...), Location: m.Location})
+					i += n
+					continue
+				}
+			case *ir.MakeSetStmt:
+				target = m.Target
+				set := ast.NewSet()
+				add = func(s ir.Stmt) bool {
+					a, ok := s.(*ir.SetAddStmt)
+					if !ok || a.Set != target {
+						return false
+					}
+					v, ok := constant(a.Value)
+					if ok {
+						set.Add(v)
+					}
+					return ok
+				}
+				if n, ok := p.foldRun(b.Stmts[i+1:], target, mutations, add); ok {
+					out = append(out, &constStmt{Target: target, Value: ast.NewTerm(set), Location: m.Location})
+					i += n
+					continue
+				}
+			case *ir.MakeObjectStmt:
+				target = m.Target
+				obj := ast.NewObject()
+				add = func(s ir.Stmt) bool {
+					a, ok := s.(*ir.ObjectInsertStmt)
+					if !ok || a.Object != target {
+						return false
+					}
+					k, ok1 := constant(a.Key)
+					v, ok2 := constant(a.Value)
+					if ok1 && ok2 {
+						obj.Insert(k, v)
+					}
+					return ok1 && ok2
+				}
+				if n, ok := p.foldRun(b.Stmts[i+1:], target, mutations, add); ok {
+					out = append(out, &constStmt{Target: target, Value: ast.NewTerm(obj), Location: m.Location})
+					i += n
+					continue
+				}
+			}
+			out = append(out, s)
+		}
+		b.Stmts = out
+	}
+	for _, b := range fn.blocks {
+		fold(b)
+	}
+}
+
+// foldRun takes the statements after a Make statement that add constants to
+// target; it reports how many there are and whether they are all of fn's
+// modifications of target.
+func (p *program) foldRun(rest []ir.Stmt, target ir.Local, mutations map[ir.Local]int, add func(ir.Stmt) bool) (int, bool) {
+	n := 0
+	for n < len(rest) && add(rest[n]) {
+		n++
+	}
+	return n, n == mutations[target]
 }
 
 // prepareBlock resolves the functions, builtins and constants of a block and
@@ -346,6 +500,8 @@ func (p *program) prepareBlock(b *ir.Block) (int, error) {
 			err = operand(s.Value)
 		case *ir.ResultSetAddStmt:
 			local(s.Value)
+		case *constStmt:
+			local(s.Target)
 		default:
 			return 0, fmt.Errorf("statement %T is not supported", s)
 		}
@@ -412,12 +568,18 @@ type machine struct {
 	capture func(*ast.Term) error
 	cache   builtins.Cache
 	steps   int
+	// scanners by nesting level, and the terms of values the evaluation
+	// makes.
+	scanners  []*scanner
+	scanDepth int
+	terms     termArena
 }
 
 var undefinedMemo = ast.NewTerm(ast.String("<undefined>"))
 
 func (m *machine) reset(ctx context.Context, p *program, result func(*ast.Term)) {
 	m.ctx, m.prog, m.result, m.steps = ctx, p, result, 0
+	m.terms = termArena{} // results may keep the last evaluation's terms
 	if cap(m.memo) < len(p.funcs) {
 		m.memo = make([]*ast.Term, len(p.funcs))
 	}
@@ -443,6 +605,7 @@ func (m *machine) release() {
 	clear(m.fargs[:cap(m.fargs)])
 	clear(m.cache)
 	m.ctx, m.result, m.out = nil, nil, nil
+	m.terms = termArena{}
 }
 
 // Block outcomes besides a break count (0 or more): the block ran to its end,
@@ -626,11 +789,11 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 				return r, nil
 			}
 		case *ir.MakeObjectStmt:
-			f.locals[s.Target] = ast.NewTerm(ast.NewObject())
+			f.locals[s.Target] = m.terms.term(ast.NewObject())
 		case *ir.MakeSetStmt:
-			f.locals[s.Target] = ast.NewTerm(ast.NewSet())
+			f.locals[s.Target] = m.terms.term(ast.NewSet())
 		case *ir.MakeArrayStmt:
-			f.locals[s.Target] = ast.NewTerm(ast.NewArrayWithCapacity(int(s.Capacity)))
+			f.locals[s.Target] = m.terms.term(ast.NewArrayWithCapacity(int(s.Capacity)))
 		case *ir.MakeNullStmt:
 			f.locals[s.Target] = ast.InternedNullTerm
 		case *ir.MakeNumberIntStmt:
@@ -670,7 +833,9 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 			if !ok {
 				return 0, fmt.Errorf("internal error: array append to %s", ast.ValueName(t.Value))
 			}
-			t.Value = arr.Append(m.operand(f, s.Value))
+			// In place, as OPA's WebAssembly runtime appends: the array was
+			// made for this local and nothing else refers to it yet.
+			*arr = *arr.Append(m.operand(f, s.Value))
 		case *ir.LenStmt:
 			n, ok := length(m.operand(f, s.Source))
 			if !ok {
@@ -716,6 +881,8 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 			}
 		case *ir.ResultSetAddStmt:
 			m.result(f.locals[s.Value])
+		case *constStmt:
+			f.locals[s.Target] = s.Value
 		case *ir.NopStmt:
 		}
 	}
@@ -801,46 +968,71 @@ func merge(a, b *ast.Term) *ast.Term {
 	return ast.NewTerm(out)
 }
 
+// scanner runs the iterations of one scan. Scanners are kept by the machine
+// for each nesting level, with their callbacks made once, so a scan
+// allocates nothing.
+type scanner struct {
+	m     *machine
+	f     *frame
+	s     *ir.ScanStmt
+	out   int
+	err   error
+	pair  func(k, v *ast.Term) bool
+	value func(e *ast.Term) bool
+}
+
+// step runs one iteration and reports whether the loop ends. An iteration's
+// outcome completed or 0 continues with the next element, 1 leaves the loop,
+// more leaves enclosing blocks as well.
+func (sc *scanner) step(k, v *ast.Term) bool {
+	sc.f.locals[sc.s.Key], sc.f.locals[sc.s.Value] = k, v
+	r, err := sc.m.block(sc.f, sc.s.Block)
+	switch {
+	case err != nil:
+		sc.err = err
+		return true
+	case r == returned:
+		sc.out = returned
+		return true
+	case r == 1:
+		return true
+	case r > 1:
+		sc.out = r - 2
+		return true
+	}
+	return false
+}
+
 func (m *machine) scan(f *frame, s *ir.ScanStmt) (int, error) {
 	src := f.locals[s.Source]
 	if src == nil {
 		return completed, nil
 	}
-	// Each iteration's outcome: completed or 0 continues with the next
-	// element, 1 leaves the loop, more leaves enclosing blocks.
-	var out int = completed
-	var ferr error
-	step := func(k, v *ast.Term) bool {
-		f.locals[s.Key], f.locals[s.Value] = k, v
-		r, err := m.block(f, s.Block)
-		switch {
-		case err != nil:
-			ferr = err
-			return true
-		case r == returned:
-			out = returned
-			return true
-		case r == 1:
-			return true
-		case r > 1:
-			out = r - 2
-			return true
-		}
-		return false
+	if m.scanDepth == len(m.scanners) {
+		sc := &scanner{m: m}
+		sc.pair = sc.step
+		sc.value = func(e *ast.Term) bool { return sc.step(e, e) }
+		m.scanners = append(m.scanners, sc)
 	}
+	sc := m.scanners[m.scanDepth]
+	m.scanDepth++
+	sc.f, sc.s, sc.out, sc.err = f, s, completed, nil
 	switch v := src.Value.(type) {
 	case *ast.Array:
 		for i := 0; i < v.Len(); i++ {
-			if step(ast.InternedTerm(i), v.Elem(i)) {
+			if sc.step(ast.InternedTerm(i), v.Elem(i)) {
 				break
 			}
 		}
 	case ast.Object:
-		v.Until(func(k, val *ast.Term) bool { return step(k, val) })
+		v.Until(sc.pair)
 	case ast.Set:
-		v.Until(func(e *ast.Term) bool { return step(e, e) })
+		v.Until(sc.value)
 	}
-	return out, ferr
+	out, err := sc.out, sc.err
+	sc.f, sc.s, sc.err = nil, nil, nil
+	m.scanDepth--
+	return out, err
 }
 
 func (m *machine) callStmt(f *frame, s *ir.CallStmt) (*ast.Term, error) {

@@ -72,14 +72,6 @@ var knownStrings = func() map[string]*ast.Term {
 	return m
 }()
 
-// stringTerm returns the shared term of a known string, or a new term.
-func stringTerm(s string) *ast.Term {
-	if t, ok := knownStrings[s]; ok {
-		return t
-	}
-	return ast.StringTerm(s)
-}
-
 // statusTerms holds the status of a Namespace in each phase.
 var statusTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
@@ -99,60 +91,63 @@ var (
 // object and oldObject. A Namespace carries apiVersion, kind, metadata (name,
 // uid, labels, annotations, deletionTimestamp when set) and status.phase.
 func (r *Request) Value() ast.Value {
-	groups := make([]*ast.Term, len(r.Groups))
-	for i, g := range r.Groups {
-		groups[i] = stringTerm(g)
+	var a termArena
+	var groupBuf [8]*ast.Term
+	groups := groupBuf[:0]
+	for _, g := range r.Groups {
+		groups = append(groups, a.str(g))
 	}
 	old := nullTerm
 	if r.OldObject != nil {
-		old = namespaceTerm(r.OldObject, stringTerm(r.OldObject.Name))
+		old = namespaceTerm(&a, r.OldObject, a.str(r.OldObject.Name))
 	}
-	nameTerm := stringTerm(r.Object.Name)
+	nameTerm := a.str(r.Object.Name)
 	req := ast.NewObject(
-		ast.Item(keyUID, ast.StringTerm(r.UID)),
+		ast.Item(keyUID, a.str(r.UID)),
 		ast.Item(keyKind, namespaceKind),
-		ast.Item(keyOperation, stringTerm(r.Operation)),
-		ast.Item(keyUserInfo, ast.ObjectTerm(
-			ast.Item(keyUsername, stringTerm(r.Username)),
-			ast.Item(keyGroups, ast.ArrayTerm(groups...)),
-		)),
+		ast.Item(keyOperation, a.str(r.Operation)),
+		ast.Item(keyUserInfo, a.term(ast.NewObject(
+			ast.Item(keyUsername, a.str(r.Username)),
+			ast.Item(keyGroups, a.term(ast.NewArray(groups...))),
+		))),
 		ast.Item(keyDryRun, ast.InternedTerm(r.DryRun)),
 		ast.Item(keyName, nameTerm),
-		ast.Item(keyObject, namespaceTerm(r.Object, nameTerm)),
+		ast.Item(keyObject, namespaceTerm(&a, r.Object, nameTerm)),
 		ast.Item(keyOldObject, old),
 	)
-	return ast.NewObject(ast.Item(keyRequest, ast.NewTerm(req)))
+	return ast.NewObject(ast.Item(keyRequest, a.term(req)))
 }
 
-func namespaceTerm(ns *corev1.Namespace, name *ast.Term) *ast.Term {
+func namespaceTerm(a *termArena, ns *corev1.Namespace, name *ast.Term) *ast.Term {
 	var buf [5][2]*ast.Term
 	meta := append(buf[:0],
 		ast.Item(keyName, name),
-		ast.Item(keyLabels, stringMapTerm(ns.Labels)),
-		ast.Item(keyAnnotations, stringMapTerm(ns.Annotations)),
+		ast.Item(keyLabels, stringMapTerm(a, ns.Labels)),
+		ast.Item(keyAnnotations, stringMapTerm(a, ns.Annotations)),
 	)
 	if ns.UID != "" {
-		meta = append(meta, ast.Item(keyUID, ast.StringTerm(string(ns.UID))))
+		meta = append(meta, ast.Item(keyUID, a.str(string(ns.UID))))
 	}
 	if ns.DeletionTimestamp != nil {
-		meta = append(meta, ast.Item(keyDeletionTimestamp, ast.StringTerm(ns.DeletionTimestamp.UTC().Format("2006-01-02T15:04:05Z"))))
+		meta = append(meta, ast.Item(keyDeletionTimestamp, a.str(ns.DeletionTimestamp.UTC().Format("2006-01-02T15:04:05Z"))))
 	}
 	status, ok := statusTerms[string(ns.Status.Phase)]
 	if !ok {
-		status = ast.ObjectTerm(ast.Item(keyPhase, ast.StringTerm(string(ns.Status.Phase))))
+		status = a.term(ast.NewObject(ast.Item(keyPhase, a.str(string(ns.Status.Phase)))))
 	}
-	return ast.ObjectTerm(
+	return a.term(ast.NewObject(
 		apiVersionItem,
 		kindItem,
-		ast.Item(keyMetadata, ast.ObjectTerm(meta...)),
+		ast.Item(keyMetadata, a.term(ast.NewObject(meta...))),
 		ast.Item(keyStatus, status),
-	)
+	))
 }
 
-func stringMapTerm(m map[string]string) *ast.Term {
-	items := make([][2]*ast.Term, 0, len(m))
+func stringMapTerm(a *termArena, m map[string]string) *ast.Term {
+	var buf [16][2]*ast.Term
+	items := buf[:0]
 	for k, v := range m {
-		items = append(items, ast.Item(stringTerm(k), stringTerm(v)))
+		items = append(items, ast.Item(a.str(k), a.str(v)))
 	}
-	return ast.ObjectTerm(items...)
+	return a.term(ast.NewObject(items...))
 }
