@@ -63,17 +63,29 @@ func decide(ctx context.Context, m *Mutator, v *Validator, req admission.Request
 // for a CREATE: the mutating handler on the request, then the validating
 // handler on the object the API server stored after applying the patch. The
 // patch is applied once, outside the loop: that work is the API server's.
-// "cold" evaluates the policy every time (decision cache off); "repeat" is the
+// "cold" evaluates the policy every time (decision cache off) with the
+// compiled evaluator, "topdown" the same with OPA's evaluator; "repeat" is the
 // same request again with the cache on, as for a re-applied Namespace.
 func BenchmarkDecision(b *testing.B) {
 	ctx := context.Background()
 	for _, mode := range []struct {
 		name      string
 		cacheSize int
-	}{{"cold", 0}, {"repeat", policy.DefaultDecisionCacheSize}} {
+		evaluator string
+	}{
+		{"cold", 0, policy.EvaluatorCompiled},
+		{"topdown", 0, policy.EvaluatorTopdown},
+		{"repeat", policy.DefaultDecisionCacheSize, policy.EvaluatorCompiled},
+	} {
 		bundle, err := policy.LoadEmbedded(ctx)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if err := bundle.UseEvaluator(mode.evaluator); err != nil {
+			b.Fatal(err)
+		}
+		if bundle.Evaluator != mode.evaluator {
+			b.Fatalf("the bundle is evaluated by %q, want %q", bundle.Evaluator, mode.evaluator)
 		}
 		bundle.SetDecisionCacheSize(mode.cacheSize)
 		store := policy.StaticStore(bundle)

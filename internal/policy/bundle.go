@@ -197,6 +197,23 @@ func (b *Bundle) UseTopdown() {
 	b.Evaluator = EvaluatorTopdown
 }
 
+// UseEvaluator selects the evaluator by name: EvaluatorCompiled (the
+// default, which falls back to topdown when the bundle cannot be compiled) or
+// EvaluatorTopdown.
+func (b *Bundle) UseEvaluator(name string) error {
+	switch name {
+	case EvaluatorCompiled:
+		return nil
+	case EvaluatorTopdown:
+		b.UseTopdown()
+		return nil
+	}
+	return fmt.Errorf("policy evaluator %q is not known; use %s or %s", name, EvaluatorCompiled, EvaluatorTopdown)
+}
+
+// Compiled reports whether the bundle's queries run as compiled programs.
+func (b *Bundle) Compiled() bool { return b.mutation.prog != nil }
+
 func hiddenOrUnknown(info fs.FileInfo) bool {
 	name := info.Name()
 	if strings.HasPrefix(name, ".") && name != "." {

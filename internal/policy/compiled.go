@@ -109,7 +109,10 @@ type program struct {
 	// consts holds the number a MakeNumberIntStmt, MakeNumberRefStmt or
 	// AssignIntStmt makes, computed once.
 	consts map[ir.Stmt]*ast.Term
-	pool   sync.Pool
+	// constTerms holds the values of the constStmts, which no evaluation may
+	// modify.
+	constTerms map[*ast.Term]struct{}
+	pool       sync.Pool
 }
 
 type irFunc struct {
@@ -140,7 +143,7 @@ func newProgram(pol *ir.Policy) (*program, error) {
 	if pol.Plans == nil || len(pol.Plans.Plans) != 1 {
 		return nil, errors.New("compiled evaluation needs exactly one plan")
 	}
-	p := &program{byName: map[string]*irFunc{}, tree: &funcTree{}, consts: map[ir.Stmt]*ast.Term{}}
+	p := &program{byName: map[string]*irFunc{}, tree: &funcTree{}, consts: map[ir.Stmt]*ast.Term{}, constTerms: map[*ast.Term]struct{}{}}
 	if pol.Static != nil {
 		for _, s := range pol.Static.Strings {
 			p.strings = append(p.strings, ast.StringTerm(s.Value))
@@ -502,6 +505,7 @@ func (p *program) prepareBlock(b *ir.Block) (int, error) {
 			local(s.Value)
 		case *constStmt:
 			local(s.Target)
+			p.constTerms[s.Value] = struct{}{}
 		default:
 			return 0, fmt.Errorf("statement %T is not supported", s)
 		}
@@ -803,13 +807,13 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 		case *ir.AssignIntStmt:
 			f.locals[s.Target] = m.prog.consts[s]
 		case *ir.ObjectInsertStmt:
-			obj, ok := f.locals[s.Object].Value.(ast.Object)
+			obj, ok := m.mutable(f, s.Object).Value.(ast.Object)
 			if !ok {
 				return 0, fmt.Errorf("internal error: object insert into %s", ast.ValueName(f.locals[s.Object].Value))
 			}
 			obj.Insert(m.operand(f, s.Key), m.operand(f, s.Value))
 		case *ir.ObjectInsertOnceStmt:
-			obj, ok := f.locals[s.Object].Value.(ast.Object)
+			obj, ok := m.mutable(f, s.Object).Value.(ast.Object)
 			if !ok {
 				return 0, fmt.Errorf("internal error: object insert into %s", ast.ValueName(f.locals[s.Object].Value))
 			}
@@ -822,13 +826,13 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 			}
 			obj.Insert(k, v)
 		case *ir.SetAddStmt:
-			set, ok := f.locals[s.Set].Value.(ast.Set)
+			set, ok := m.mutable(f, s.Set).Value.(ast.Set)
 			if !ok {
 				return 0, fmt.Errorf("internal error: set add to %s", ast.ValueName(f.locals[s.Set].Value))
 			}
 			set.Add(m.operand(f, s.Value))
 		case *ir.ArrayAppendStmt:
-			t := f.locals[s.Array]
+			t := m.mutable(f, s.Array)
 			arr, ok := t.Value.(*ast.Array)
 			if !ok {
 				return 0, fmt.Errorf("internal error: array append to %s", ast.ValueName(t.Value))
@@ -888,6 +892,27 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 	}
 	return completed, nil
 }
+
+// mutable returns the collection in a local for an append or insert. The
+// planner only modifies collections it made for the local, which
+// foldConstants never folds; should a folded constant reach a modification
+// anyway, the local gets a copy, and the constant, shared by every
+// evaluation, stays as it is.
+func (m *machine) mutable(f *frame, l ir.Local) *ast.Term {
+	t := f.locals[l]
+	if t == nil {
+		return undefinedCollection
+	}
+	if _, shared := m.prog.constTerms[t]; shared {
+		t = t.Copy()
+		f.locals[l] = t
+	}
+	return t
+}
+
+// undefinedCollection makes an append or insert into an undefined local fail
+// with an internal error instead of a panic.
+var undefinedCollection = ast.NullTerm()
 
 func isArray(v ast.Value) bool  { _, ok := v.(*ast.Array); return ok }
 func isObject(v ast.Value) bool { _, ok := v.(ast.Object); return ok }

@@ -17,6 +17,7 @@ type Store struct {
 	dir       string
 	interval  time.Duration
 	cacheSize int
+	evaluator string
 	// OnChange, when set, is called with every bundle that becomes active,
 	// including the first one. Set it before Watch starts.
 	OnChange func(*Bundle)
@@ -59,6 +60,16 @@ func (s *Store) Bundle() *Bundle { return s.current.Load() }
 func (s *Store) SetDecisionCacheSize(n int) {
 	s.cacheSize = n
 	s.Bundle().SetDecisionCacheSize(n)
+}
+
+// SetEvaluator selects the evaluator of the active bundle and of every
+// bundle loaded later (see Bundle.UseEvaluator). Call it before serving.
+func (s *Store) SetEvaluator(name string) error {
+	if err := s.Bundle().UseEvaluator(name); err != nil {
+		return err
+	}
+	s.evaluator = name
+	return nil
 }
 
 // SetInterval sets how often Watch looks at the directory (default 2s).
@@ -104,9 +115,14 @@ func (s *Store) Watch(ctx context.Context) error {
 		}
 		failed = ""
 		b.SetDecisionCacheSize(s.cacheSize)
+		if s.evaluator != "" {
+			if err := b.UseEvaluator(s.evaluator); err != nil {
+				return err // SetEvaluator accepted the name, so this cannot happen
+			}
+		}
 		old := s.Bundle().Revision
 		s.current.Store(b)
-		log.Info("policy reloaded", "revision", b.Revision, "previousRevision", old)
+		log.Info("policy reloaded", "revision", b.Revision, "previousRevision", old, "evaluator", b.Evaluator)
 		if s.OnChange != nil {
 			s.OnChange(b)
 		}

@@ -358,3 +358,40 @@ func TestNewStoreErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestStoreEvaluator(t *testing.T) {
+	for _, evaluator := range []string{EvaluatorCompiled, EvaluatorTopdown} {
+		t.Run(evaluator, func(t *testing.T) {
+			dir := copyPolicies(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s, err := NewStore(ctx, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetEvaluator("wasm"); err == nil || !strings.Contains(err.Error(), `"wasm" is not known`) {
+				t.Fatalf("SetEvaluator(wasm): %v", err)
+			}
+			if err := s.SetEvaluator(evaluator); err != nil {
+				t.Fatal(err)
+			}
+			want := evaluator == EvaluatorCompiled
+			if b := s.Bundle(); b.Evaluator != evaluator || b.Compiled() != want {
+				t.Fatalf("loaded bundle: evaluator %q, compiled %v", b.Evaluator, b.Compiled())
+			}
+			s.SetInterval(100 * time.Millisecond)
+			done := make(chan error, 1)
+			go func() { done <- s.Watch(ctx) }()
+			tiers := filepath.Join(dir, "config", "tiers.yaml")
+			writeAtomic(t, tiers, strings.Replace(readFile(t, tiers), "monthly_cost_usd: 100", "monthly_cost_usd: 175", 1))
+			eventually(t, "the edited bundle", func() bool { return strings.Contains(smallTierCost(t, s.Bundle()), "$175") })
+			if b := s.Bundle(); b.Evaluator != evaluator || b.Compiled() != want {
+				t.Errorf("reloaded bundle: evaluator %q, compiled %v", b.Evaluator, b.Compiled())
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -48,6 +48,8 @@ type EvalOptions struct {
 	PolicyDir string
 	// Output is json or text.
 	Output string
+	// Evaluator is compiled or topdown, as serve's --policy-evaluator.
+	Evaluator string
 }
 
 // AddFlags binds the options to a flag set.
@@ -59,6 +61,7 @@ func (o *EvalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Operation, "operation", "", "CREATE or UPDATE (default CREATE, or UPDATE when --old is set)")
 	fs.StringVar(&o.PolicyDir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one")
 	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	fs.StringVar(&o.Evaluator, "policy-evaluator", policy.EvaluatorCompiled, "compiled or topdown, as serve's --policy-evaluator; both must decide the same")
 }
 
 // Validate checks the options and fills in defaults.
@@ -66,6 +69,9 @@ func (o *EvalOptions) Validate() error {
 	var errs []error
 	if o.File == "" {
 		errs = append(errs, errors.New("-f is required: the Namespace manifest to evaluate (or - for standard input)"))
+	}
+	if o.Evaluator != policy.EvaluatorCompiled && o.Evaluator != policy.EvaluatorTopdown {
+		errs = append(errs, fmt.Errorf("--policy-evaluator %q is not known; use %s or %s", o.Evaluator, policy.EvaluatorCompiled, policy.EvaluatorTopdown))
 	}
 	o.Operation = strings.ToUpper(o.Operation)
 	switch o.Operation {
@@ -137,6 +143,9 @@ func runEval(ctx context.Context, o *EvalOptions, s streams) error {
 	}
 	b, err := loadBundle(ctx, o.PolicyDir)
 	if err != nil {
+		return usageError(err)
+	}
+	if err := b.UseEvaluator(o.Evaluator); err != nil {
 		return usageError(err)
 	}
 	d, err := b.Decide(ctx, req)

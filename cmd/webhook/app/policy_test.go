@@ -227,24 +227,26 @@ func TestPolicyEvalDenied(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := runCommand(t, "", append([]string{"policy", "eval", "-o", "json"}, tt.args...)...)
-			if r.code != ExitDenied {
-				t.Fatalf("want exit 1\n%s", r)
-			}
-			d := parseDecision(t, r)
-			if d.Allowed || !slices.Equal(rulesOf(d), tt.wantRules) {
-				t.Errorf("allowed %v rules %v, want %v", d.Allowed, rulesOf(d), tt.wantRules)
-			}
-			for _, v := range d.Violations {
-				if v.Message == "" {
-					t.Errorf("violation %s has no message", v.Rule)
+		for _, evaluator := range []string{"compiled", "topdown"} {
+			t.Run(tt.name+"/"+evaluator, func(t *testing.T) {
+				r := runCommand(t, "", append([]string{"policy", "eval", "-o", "json", "--policy-evaluator", evaluator}, tt.args...)...)
+				if r.code != ExitDenied {
+					t.Fatalf("want exit 1\n%s", r)
 				}
-			}
-			if d.Plan != nil {
-				t.Errorf("a denied decision has a plan: %v", d.Plan)
-			}
-		})
+				d := parseDecision(t, r)
+				if d.Allowed || !slices.Equal(rulesOf(d), tt.wantRules) {
+					t.Errorf("allowed %v rules %v, want %v", d.Allowed, rulesOf(d), tt.wantRules)
+				}
+				for _, v := range d.Violations {
+					if v.Message == "" {
+						t.Errorf("violation %s has no message", v.Rule)
+					}
+				}
+				if d.Plan != nil {
+					t.Errorf("a denied decision has a plan: %v", d.Plan)
+				}
+			})
+		}
 	}
 }
 
@@ -346,6 +348,7 @@ func TestPolicyEvalBadInput(t *testing.T) {
 		{"delete", "", []string{"-f", testdata("payments-dev.yaml"), "--operation", "DELETE"}, []string{`--operation "DELETE" is not supported`}},
 		{"both from stdin", "", []string{"-f", "-", "--old", "-"}, []string{"cannot both read standard input"}},
 		{"bad output", "", []string{"-f", testdata("payments-dev.yaml"), "-o", "yaml"}, []string{`-o "yaml" is not supported`}},
+		{"unknown evaluator", "", []string{"-f", testdata("payments-dev.yaml"), "--policy-evaluator", "wasm"}, []string{`--policy-evaluator "wasm" is not known; use compiled or topdown`}},
 		{"old not found", "", []string{"-f", testdata("payments-dev.yaml"), "--old", testdata("missing.yaml")}, []string{"testdata/missing.yaml"}},
 		{"old is a Pod", "", []string{"-f", testdata("payments-dev.yaml"), "--old", testdata("pod.yaml")}, []string{`kind "Pod"`}},
 		{"broken policy dir", "", []string{"-f", testdata("payments-dev.yaml"), "--policy-dir", broken}, []string{broken, "lib.rego"}},

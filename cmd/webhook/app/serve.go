@@ -60,6 +60,9 @@ type ServeOptions struct {
 	// DecisionCacheSize is how many decisions of each kind are remembered by
 	// their input; 0 disables the cache.
 	DecisionCacheSize int
+	// PolicyEvaluator is compiled (OPA's planned IR run by nsprov) or
+	// topdown (OPA's evaluator).
+	PolicyEvaluator string
 	// Controller runs the provisioning controller (leader-elected) beside the webhooks.
 	Controller bool
 	// ArgoNamespace is where the WorkflowTemplate lives and Workflows are created.
@@ -112,6 +115,7 @@ func (o *ServeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PolicyDir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one and reloaded when it changes")
 	fs.DurationVar(&o.PolicyPollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir is checked for changes")
 	fs.IntVar(&o.DecisionCacheSize, "decision-cache-size", policy.DefaultDecisionCacheSize, "how many mutation, validation and plan decisions are each remembered by their input (repeated requests skip evaluation); 0 disables")
+	fs.StringVar(&o.PolicyEvaluator, "policy-evaluator", policy.EvaluatorCompiled, "how policies are evaluated: compiled (OPA's planner output, run by nsprov; falls back to topdown when a policy cannot be compiled) or topdown (OPA's evaluator)")
 	fs.BoolVar(&o.Controller, "controller", true, "run the provisioning controller beside the webhooks")
 	fs.StringVar(&o.ArgoNamespace, "argo-namespace", "argo", "namespace of the WorkflowTemplate and of the Workflows nsprov creates")
 	fs.StringVar(&o.WorkflowTemplate, "workflow-template", trigger.TemplateName, "WorkflowTemplate the controller runs for each namespace")
@@ -179,6 +183,9 @@ func (o *ServeOptions) Validate() error {
 	if o.DecisionCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("--decision-cache-size %d must not be negative; use 0 to disable the cache", o.DecisionCacheSize))
 	}
+	if o.PolicyEvaluator != policy.EvaluatorCompiled && o.PolicyEvaluator != policy.EvaluatorTopdown {
+		errs = append(errs, fmt.Errorf("--policy-evaluator %q is not known; use %s or %s", o.PolicyEvaluator, policy.EvaluatorCompiled, policy.EvaluatorTopdown))
+	}
 	if o.LogLevel < 0 {
 		errs = append(errs, fmt.Errorf("--verbosity %d must not be negative; use 0 or 1", o.LogLevel))
 	}
@@ -236,8 +243,11 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	}
 	store.SetInterval(o.PolicyPollInterval)
 	store.SetDecisionCacheSize(o.DecisionCacheSize)
+	if err := store.SetEvaluator(o.PolicyEvaluator); err != nil {
+		return usageError(err)
+	}
 	b := store.Bundle()
-	log.Info("policy loaded", "source", b.Source, "revision", b.Revision)
+	log.Info("policy loaded", "source", b.Source, "revision", b.Revision, "evaluator", b.Evaluator)
 
 	cfg, err := o.restConfig()
 	if err != nil {

@@ -77,6 +77,7 @@ func TestServeOptionErrors(t *testing.T) {
 		{"policy dir missing", []string{"--cert-dir", certs, "--policy-dir", filepath.Join(certs, "nope")}, []string{"--policy-dir", "is not a directory"}},
 		{"poll interval too short", []string{"--cert-dir", certs, "--policy-poll-interval", "10ms"}, []string{"--policy-poll-interval 10ms is too short"}},
 		{"negative verbosity", []string{"--cert-dir", certs, "-v", "-1"}, []string{"--verbosity -1 must not be negative"}},
+		{"unknown evaluator", []string{"--cert-dir", certs, "--policy-evaluator", "wasm"}, []string{`--policy-evaluator "wasm" is not known; use compiled or topdown`}},
 		{"unknown flag", []string{"--cert-dir", certs, "--port", "9443"}, []string{"unknown flag: --port"}},
 		{"extra argument", []string{"--cert-dir", certs, "now"}, []string{`unknown command "now"`}},
 		{
@@ -123,6 +124,7 @@ func TestServeOptionsValid(t *testing.T) {
 			"--cert-dir", certs, "--webhook-host", "127.0.0.1", "--webhook-port", "8443",
 			"--metrics-bind-address", "0", "--health-probe-bind-address", "127.0.0.1:18081",
 			"--policy-dir", copyPolicies(t), "--policy-poll-interval", "100ms", "--log-format", "text", "-v", "1",
+			"--policy-evaluator", "topdown",
 		}},
 		{"probes off", []string{"--cert-dir", certs, "--health-probe-bind-address", ""}},
 	}
@@ -147,7 +149,7 @@ func TestServeOptionsValid(t *testing.T) {
 	}
 	want := ServeOptions{
 		WebhookPort: 9443, CertName: "tls.crt", KeyName: "tls.key", MetricsAddr: ":8080", ProbeAddr: ":8081",
-		PolicyPollInterval: 2 * time.Second, DecisionCacheSize: 4096, LogFormat: "json",
+		PolicyPollInterval: 2 * time.Second, DecisionCacheSize: 4096, PolicyEvaluator: "compiled", LogFormat: "json",
 		Controller: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
 		Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true, ConcurrentReconciles: 4, KubeAPIQPS: 50, KubeAPIBurst: 100,
 		Certs:           defaultCertOptions,
