@@ -3,9 +3,12 @@ package policy
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -112,7 +115,11 @@ type program struct {
 	// constTerms holds the values of the constStmts, which no evaluation may
 	// modify.
 	constTerms map[*ast.Term]struct{}
-	pool       sync.Pool
+	// strict: a builtin's error fails the evaluation (as rego's
+	// StrictBuiltinErrors(true), which nsprov uses); otherwise the call is
+	// undefined, as OPA does by default.
+	strict bool
+	pool   sync.Pool
 }
 
 type irFunc struct {
@@ -124,6 +131,12 @@ type irFunc struct {
 	nlocals int
 	memo    bool
 	builtin topdown.BuiltinFunc // set for builtins, which have no blocks
+	// clock: the builtin reads the evaluation's time (time.now_ns, http.send
+	// and the other nondeterministic builtins).
+	clock bool
+	// relation: the builtin has many outputs (walk); the plan expects them
+	// as one array.
+	relation bool
 }
 
 type funcTree struct {
@@ -143,7 +156,7 @@ func newProgram(pol *ir.Policy) (*program, error) {
 	if pol.Plans == nil || len(pol.Plans.Plans) != 1 {
 		return nil, errors.New("compiled evaluation needs exactly one plan")
 	}
-	p := &program{byName: map[string]*irFunc{}, tree: &funcTree{}, consts: map[ir.Stmt]*ast.Term{}, constTerms: map[*ast.Term]struct{}{}}
+	p := &program{byName: map[string]*irFunc{}, tree: &funcTree{}, consts: map[ir.Stmt]*ast.Term{}, constTerms: map[*ast.Term]struct{}{}, strict: true}
 	if pol.Static != nil {
 		for _, s := range pol.Static.Strings {
 			p.strings = append(p.strings, ast.StringTerm(s.Value))
@@ -389,6 +402,9 @@ func (p *program) prepareBlock(b *ir.Block) (int, error) {
 					return 0, fmt.Errorf("builtin %s is not available", s.Func)
 				}
 				fn := &irFunc{name: s.Func, index: -1, builtin: bi}
+				if decl, ok := ast.BuiltinMap[s.Func]; ok {
+					fn.clock, fn.relation = decl.Nondeterministic, decl.Relation
+				}
 				p.byName[s.Func] = fn
 			}
 		case *ir.CallDynamicStmt:
@@ -540,19 +556,28 @@ func (p *program) first(ctx context.Context, input ast.Value) (ast.Object, error
 	return first, err
 }
 
-func (p *program) run(ctx context.Context, input ast.Value, result func(*ast.Term)) error {
+func (p *program) run(ctx context.Context, input ast.Value, result func(*ast.Term)) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	m := p.pool.Get().(*machine)
-	defer p.pool.Put(m)
+	defer func() {
+		// A builtin may panic on a context it does not expect; the request
+		// gets an error, the webhook keeps serving, and the machine, whose
+		// state is unknown, is dropped.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("compiled evaluation failed: %v; run nsprov with --policy-evaluator topdown and report the policy", r)
+			return
+		}
+		p.pool.Put(m)
+	}()
 	m.reset(ctx, p, result)
 	var in *ast.Term
 	if input != nil {
 		in = ast.NewTerm(input)
 	}
 	m.fargs = append(m.fargs[:0], in, p.data)
-	_, err := m.call(p.plan, m.fargs)
+	_, err = m.call(p.plan, m.fargs)
 	m.release()
 	return err
 }
@@ -577,6 +602,7 @@ type machine struct {
 	scanners  []*scanner
 	scanDepth int
 	terms     termArena
+	now       *ast.Term // the evaluation's time, for nondeterministic builtins
 }
 
 var undefinedMemo = ast.NewTerm(ast.String("<undefined>"))
@@ -608,7 +634,7 @@ func (m *machine) release() {
 	clear(m.args[:cap(m.args)])
 	clear(m.fargs[:cap(m.fargs)])
 	clear(m.cache)
-	m.ctx, m.result, m.out = nil, nil, nil
+	m.ctx, m.result, m.out, m.now = nil, nil, nil, nil
 	m.terms = termArena{}
 }
 
@@ -807,15 +833,17 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 		case *ir.AssignIntStmt:
 			f.locals[s.Target] = m.prog.consts[s]
 		case *ir.ObjectInsertStmt:
-			obj, ok := m.mutable(f, s.Object).Value.(ast.Object)
+			t := m.mutable(f, s.Object)
+			obj, ok := t.Value.(ast.Object)
 			if !ok {
-				return 0, fmt.Errorf("internal error: object insert into %s", ast.ValueName(f.locals[s.Object].Value))
+				return 0, fmt.Errorf("internal error: object insert into %s", ast.ValueName(t.Value))
 			}
 			obj.Insert(m.operand(f, s.Key), m.operand(f, s.Value))
 		case *ir.ObjectInsertOnceStmt:
-			obj, ok := m.mutable(f, s.Object).Value.(ast.Object)
+			t := m.mutable(f, s.Object)
+			obj, ok := t.Value.(ast.Object)
 			if !ok {
-				return 0, fmt.Errorf("internal error: object insert into %s", ast.ValueName(f.locals[s.Object].Value))
+				return 0, fmt.Errorf("internal error: object insert into %s", ast.ValueName(t.Value))
 			}
 			k, v := m.operand(f, s.Key), m.operand(f, s.Value)
 			if cur := obj.Get(k); cur != nil {
@@ -826,9 +854,10 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 			}
 			obj.Insert(k, v)
 		case *ir.SetAddStmt:
-			set, ok := m.mutable(f, s.Set).Value.(ast.Set)
+			t := m.mutable(f, s.Set)
+			set, ok := t.Value.(ast.Set)
 			if !ok {
-				return 0, fmt.Errorf("internal error: set add to %s", ast.ValueName(f.locals[s.Set].Value))
+				return 0, fmt.Errorf("internal error: set add to %s", ast.ValueName(t.Value))
 			}
 			set.Add(m.operand(f, s.Value))
 		case *ir.ArrayAppendStmt:
@@ -1084,15 +1113,46 @@ func (m *machine) callStmt(f *frame, s *ir.CallStmt) (*ast.Term, error) {
 	m.out = nil
 	bctx := topdown.BuiltinContext{
 		Context: m.ctx,
+		Metrics: noMetrics,
 		Seed:    rand.Reader,
 		Cache:   m.cache,
 	}
+	if fn.clock {
+		// One time per evaluation, as topdown takes it when a query starts.
+		if m.now == nil {
+			m.now = ast.NumberTerm(json.Number(strconv.FormatInt(time.Now().UnixNano(), 10)))
+		}
+		bctx.Time = m.now
+	}
+	if fn.relation {
+		var outputs []*ast.Term
+		err := fn.builtin(bctx, args, func(t *ast.Term) error {
+			outputs = append(outputs, t)
+			return nil
+		})
+		if err != nil {
+			return nil, m.builtinError(err)
+		}
+		return ast.ArrayTerm(outputs...), nil
+	}
 	if err := fn.builtin(bctx, args, m.capture); err != nil {
-		return nil, err
+		m.out = nil
+		return nil, m.builtinError(err)
 	}
 	out := m.out
 	m.out = nil
 	return out, nil
+}
+
+// builtinError is what a builtin's error does to the evaluation: it fails,
+// as with topdown's strict builtin errors, or, without them, the call is
+// undefined. Halting errors always fail it.
+func (m *machine) builtinError(err error) error {
+	var halt topdown.Halt
+	if m.prog.strict || errors.As(err, &halt) {
+		return err
+	}
+	return nil
 }
 
 func (m *machine) callDynamic(f *frame, s *ir.CallDynamicStmt) (*ast.Term, error) {

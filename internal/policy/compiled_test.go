@@ -10,8 +10,10 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/util"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -159,6 +161,38 @@ n := to_number(input.s)`},
 		wantErr: true,
 	},
 	{
+		name: "with replaces builtins and functions",
+		modules: []string{`package t
+f(x) := x + 1
+mocked_count := n if { n := count(input.a) with count as 7 }
+mocked_f := n if { n := f(1) with f as 10 }
+mocked_data := z if { z := data.t.y with data.t.y as 5 }
+y := 1`},
+		query:  "a := data.t.mocked_count; b := data.t.mocked_f; c := data.t.mocked_data; d := data.t.y",
+		inputs: []string{`{"a": [1, 2]}`},
+	},
+	{
+		name: "nondeterministic builtins",
+		modules: []string{`package t
+default now_positive := false
+now_positive if time.now_ns() > 0
+status := http.send({"method": "get", "url": "http://127.0.0.1:1", "raise_error": false, "timeout": "1s"}).status_code`},
+		query:  "a := data.t.now_positive; b := data.t.status",
+		inputs: []string{`{}`},
+	},
+	{
+		name: "relations and metadata",
+		modules: []string{`package t
+paths := [p | walk(input, [p, _])]
+leaves := {v | walk(input, [_, v]); is_number(v)}
+# METADATA
+# title: a titled rule
+title := rego.metadata.rule().title
+chain := [e.path | some e in rego.metadata.chain()]`},
+		query:  "a := data.t.paths; b := data.t.leaves; c := data.t.title; d := data.t.chain",
+		inputs: []string{`{"a": [1, {"b": 2}], "c": "x"}`, `{}`, `[]`},
+	},
+	{
 		name: "several results",
 		modules: []string{`package t
 items := ["a", "b", "c"]`},
@@ -198,7 +232,7 @@ func compileCase(ctx context.Context, tb testing.TB, c compiledCase, data map[st
 	tb.Helper()
 	mods := map[string]*ast.Module{}
 	for i, m := range c.modules {
-		mods[fmt.Sprintf("m%d.rego", i)] = ast.MustParseModuleWithOpts(m, ast.ParserOptions{RegoVersion: ast.RegoV1})
+		mods[fmt.Sprintf("m%d.rego", i)] = ast.MustParseModuleWithOpts(m, ast.ParserOptions{RegoVersion: ast.RegoV1, ProcessAnnotation: true})
 	}
 	compiler := ast.NewCompiler()
 	if compiler.Compile(mods); compiler.Failed() {
@@ -399,5 +433,97 @@ func TestUseTopdown(t *testing.T) {
 	}
 	if d.Allowed || len(d.Violations) != 1 || d.Violations[0].Rule != "request-required" {
 		t.Fatalf("topdown decision: %+v", d)
+	}
+}
+
+// TestFoldedConstantsStayConstant runs a hand-written plan that modifies a
+// folded literal through another local, which the planner does not emit:
+// the evaluation gets a copy, and the constant shared by all evaluations
+// stays as it was.
+func TestFoldedConstantsStayConstant(t *testing.T) {
+	str := func(i int) ir.Operand { return ir.Operand{Value: ir.StringIndex(i)} }
+	local := func(l int) ir.Operand { return ir.Operand{Value: ir.Local(l)} }
+	pol := &ir.Policy{
+		Static: &ir.Static{Strings: []*ir.StringConst{{Value: "a"}, {Value: "b"}, {Value: "x"}, {Value: "c"}}},
+		Plans: &ir.Plans{Plans: []*ir.Plan{{Name: "eval", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
+			&ir.MakeSetStmt{Target: 2},
+			&ir.SetAddStmt{Value: str(0), Set: 2},
+			&ir.AssignVarStmt{Source: local(2), Target: 3},
+			&ir.SetAddStmt{Value: str(1), Set: 3},
+			&ir.MakeObjectStmt{Target: 4},
+			&ir.ObjectInsertStmt{Key: str(2), Value: local(3), Object: 4},
+			&ir.ObjectInsertStmt{Key: str(3), Value: local(2), Object: 4},
+			&ir.ResultSetAddStmt{Value: 4},
+		}}}}}},
+		Funcs: &ir.Funcs{},
+	}
+	p, err := newProgram(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.constTerms) != 1 {
+		t.Fatalf("%d constants folded, want the literal set", len(p.constTerms))
+	}
+	for run := 0; run < 3; run++ {
+		res, err := p.first(context.Background(), ast.NewObject())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ast.MustParseTerm(`{"x": {"a", "b"}, "c": {"a"}}`); res.Compare(want.Value) != 0 {
+			t.Fatalf("run %d: %v, want %v", run, res, want)
+		}
+	}
+	for c := range p.constTerms {
+		if want := ast.MustParseTerm(`{"a"}`); c.Value.Compare(want.Value) != 0 {
+			t.Errorf("the folded constant became %v", c)
+		}
+	}
+}
+
+// TestCompiledEvaluationRecoversFromPanics: a panic inside an evaluation is
+// an error for that request, and the program keeps working.
+func TestCompiledEvaluationRecoversFromPanics(t *testing.T) {
+	pol := &ir.Policy{
+		Static: &ir.Static{Strings: []*ir.StringConst{{Value: "k"}}},
+		Plans: &ir.Plans{Plans: []*ir.Plan{{Name: "eval", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
+			// Local 2 is undefined: inserting into it is an internal error.
+			&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(0)}, Value: ir.Operand{Value: ir.Local(0)}, Object: 2},
+		}}}}}},
+		Funcs: &ir.Funcs{},
+	}
+	p, err := newProgram(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.first(context.Background(), ast.NewObject()); err == nil || !strings.Contains(err.Error(), "internal error: object insert into null") {
+		t.Fatalf("insert into an undefined local: %v", err)
+	}
+
+	// A builtin that panics: the request fails, the next one is answered.
+	topdown.RegisterBuiltinFunc("nsprov_test.panics", func(_ topdown.BuiltinContext, ops []*ast.Term, iter func(*ast.Term) error) error {
+		if ops[0].Value.Compare(ast.String("boom")) == 0 {
+			panic("boom")
+		}
+		return iter(ops[0])
+	})
+	pol = &ir.Policy{
+		Static: &ir.Static{Strings: []*ir.StringConst{{Value: "v"}}},
+		Plans: &ir.Plans{Plans: []*ir.Plan{{Name: "eval", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
+			&ir.CallStmt{Func: "nsprov_test.panics", Args: []ir.Operand{{Value: ir.Local(0)}}, Result: 2},
+			&ir.MakeObjectStmt{Target: 3},
+			&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(0)}, Value: ir.Operand{Value: ir.Local(2)}, Object: 3},
+			&ir.ResultSetAddStmt{Value: 3},
+		}}}}}},
+		Funcs: &ir.Funcs{},
+	}
+	if p, err = newProgram(pol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.first(context.Background(), ast.String("boom")); err == nil || !strings.Contains(err.Error(), "compiled evaluation failed: boom; run nsprov with --policy-evaluator topdown") {
+		t.Fatalf("panicking builtin: %v", err)
+	}
+	res, err := p.first(context.Background(), ast.String("fine"))
+	if err != nil || res.Compare(ast.MustParseTerm(`{"v": "fine"}`).Value) != 0 {
+		t.Fatalf("after the panic: %v, %v", res, err)
 	}
 }
