@@ -212,6 +212,13 @@ func maxInt(a, b int) int {
 	return b
 }
 
+// callStmt is a CallStmt with its function resolved when the program is
+// prepared.
+type callStmt struct {
+	*ir.CallStmt
+	fn *irFunc
+}
+
 // constStmt sets a local to a constant collection. It replaces the
 // statements that build a literal array, set or object of strings and
 // booleans, which the planner emits for every evaluation.
@@ -386,7 +393,7 @@ func (p *program) prepareBlock(b *ir.Block) (int, error) {
 		max = maxInt(max, m)
 		return err
 	}
-	for _, s := range b.Stmts {
+	for i, s := range b.Stmts {
 		var err error
 		switch s := s.(type) {
 		case *ir.CallStmt:
@@ -406,6 +413,9 @@ func (p *program) prepareBlock(b *ir.Block) (int, error) {
 					fn.clock, fn.relation = decl.Nondeterministic, decl.Relation
 				}
 				p.byName[s.Func] = fn
+			}
+			if err == nil {
+				b.Stmts[i] = &callStmt{CallStmt: s, fn: p.byName[s.Func]}
 			}
 		case *ir.CallDynamicStmt:
 			local(s.Result)
@@ -733,8 +743,8 @@ func (m *machine) operand(f *frame, o ir.Operand) *ast.Term {
 func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 	for _, s := range b.Stmts {
 		switch s := s.(type) {
-		case *ir.CallStmt:
-			v, err := m.callStmt(f, s)
+		case *callStmt:
+			v, err := m.callStmt(f, s.CallStmt, s.fn)
 			if err != nil {
 				return 0, err
 			}
@@ -1089,8 +1099,7 @@ func (m *machine) scan(f *frame, s *ir.ScanStmt) (int, error) {
 	return out, err
 }
 
-func (m *machine) callStmt(f *frame, s *ir.CallStmt) (*ast.Term, error) {
-	fn := m.prog.byName[s.Func]
+func (m *machine) callStmt(f *frame, s *ir.CallStmt, fn *irFunc) (*ast.Term, error) {
 	if fn.builtin == nil {
 		args := m.fargs[:0]
 		for _, a := range s.Args {
