@@ -36,6 +36,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"cert-manager enabled a string", map[string]any{"certManager": map[string]any{"enabled": "yes"}}, "enabled"},
 		{"validity not a duration", map[string]any{"selfManaged": map[string]any{"validity": "90 days"}}, "validity"},
 		{"exempt groups not a list", map[string]any{"webhook": map[string]any{"exemptGroups": "platform-admins"}}, "exemptGroups"},
+		{"policy evaluator not an enum value", map[string]any{"policy": map[string]any{"evaluator": "wasm"}}, "evaluator"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -132,7 +132,13 @@ func TestDeployment(t *testing.T) {
 			if opts.Identity != "system:serviceaccount:"+releaseNamespace+":nsprov" {
 				t.Errorf("--identity %q is not the pod's service account", opts.Identity)
 			}
-			for flag, want := range map[string]string{"audit-report-size": "1000", "audit-interval": "10m0s", "decision-log": "stdout"} {
+			evaluator := "compiled"
+			if p, ok := values["policy"].(map[string]any); ok {
+				if e, ok := p["evaluator"].(string); ok {
+					evaluator = e
+				}
+			}
+			for flag, want := range map[string]string{"audit-report-size": "1000", "audit-interval": "10m0s", "decision-log": "stdout", "policy-evaluator": evaluator} {
 				if f := fs.Lookup(flag); f == nil || f.Value.String() != want || !f.Changed {
 					t.Errorf("--%s: the chart must pass the value's default %s (flag %+v)", flag, want, f)
 				}
