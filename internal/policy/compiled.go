@@ -28,8 +28,9 @@ import (
 // program runs such a plan directly on OPA's values and calls OPA's own
 // builtin implementations. Compared with OPA's evaluator (topdown), it does
 // no unification, keeps no binding lists and copies no data references, so
-// one decision allocates a fraction of what topdown needs; the results are the
-// same, which the differential tests check on every rule.
+// one decision allocates a fraction of what topdown needs. The results are the
+// same: the tests run OPA's own evaluation test suite through programs and
+// compare them with topdown on every rule of the bundle.
 //
 // The statements' meaning follows OPA's WebAssembly compiler, the reference
 // for this representation:
@@ -48,9 +49,9 @@ const irTarget = "nsprov-compiled"
 
 func init() { rego.RegisterPlugin(irTarget, irPlugin{}) }
 
-// irPlugin receives the planned policy from the rego package. Prepared
-// queries with rego.Target(irTarget) evaluate through the program too, which
-// the tests use; the bundle calls programs directly.
+// irPlugin receives the planned policy from the rego package, which has
+// parsed, compiled and planned the query; compileQuery takes the program from
+// it, and the bundle calls programs directly.
 type irPlugin struct{}
 
 func (irPlugin) IsTarget(t string) bool { return t == irTarget }
@@ -290,67 +291,11 @@ func (p *program) foldConstants(fn *irFunc) {
 			case *ir.WithStmt:
 				fold(s.Block)
 			}
-			var target ir.Local
-			var add func(ir.Stmt) bool
-			switch m := s.(type) {
-			case *ir.MakeArrayStmt:
-				target = m.Target
-				var elems []*ast.Term
-				add = func(s ir.Stmt) bool {
-					a, ok := s.(*ir.ArrayAppendStmt)
-					if !ok || a.Array != target {
-						return false
-					}
-					v, ok := constant(a.Value)
-					if ok {
-						elems = append(elems, v)
-					}
-					return ok
-				}
-				if n, ok := p.foldRun(b.Stmts[i+1:], target, mutations, add); ok {
-					out = append(out, &constStmt{Target: target, Value: ast.ArrayTerm(elems...), Location: m.Location})
-					i += n
-					continue
-				}
-			case *ir.MakeSetStmt:
-				target = m.Target
-				set := ast.NewSet()
-				add = func(s ir.Stmt) bool {
-					a, ok := s.(*ir.SetAddStmt)
-					if !ok || a.Set != target {
-						return false
-					}
-					v, ok := constant(a.Value)
-					if ok {
-						set.Add(v)
-					}
-					return ok
-				}
-				if n, ok := p.foldRun(b.Stmts[i+1:], target, mutations, add); ok {
-					out = append(out, &constStmt{Target: target, Value: ast.NewTerm(set), Location: m.Location})
-					i += n
-					continue
-				}
-			case *ir.MakeObjectStmt:
-				target = m.Target
-				obj := ast.NewObject()
-				add = func(s ir.Stmt) bool {
-					a, ok := s.(*ir.ObjectInsertStmt)
-					if !ok || a.Object != target {
-						return false
-					}
-					k, ok1 := constant(a.Key)
-					v, ok2 := constant(a.Value)
-					if ok1 && ok2 {
-						obj.Insert(k, v)
-					}
-					return ok1 && ok2
-				}
-				if n, ok := p.foldRun(b.Stmts[i+1:], target, mutations, add); ok {
-					out = append(out, &constStmt{Target: target, Value: ast.NewTerm(obj), Location: m.Location})
-					i += n
-					continue
-				}
+			if target, value, n, ok := p.literal(s, b.Stmts[i+1:], constant); ok && n == mutations[target] {
+				// The run holds every modification of target in fn.
+				out = append(out, &constStmt{Target: target, Value: value, Location: *s.GetLocation()})
+				i += n
+				continue
 			}
 			out = append(out, s)
 		}
@@ -361,15 +306,65 @@ func (p *program) foldConstants(fn *irFunc) {
 	}
 }
 
-// foldRun takes the statements after a Make statement that add constants to
-// target; it reports how many there are and whether they are all of fn's
-// modifications of target.
-func (p *program) foldRun(rest []ir.Stmt, target ir.Local, mutations map[ir.Local]int, add func(ir.Stmt) bool) (int, bool) {
+// literal recognises a literal collection: a Make statement followed by
+// appends or inserts of constants (constant tells them) into its local. It
+// returns the local, the collection and how many statements after the Make
+// statement build it.
+func (p *program) literal(s ir.Stmt, rest []ir.Stmt, constant func(ir.Operand) (*ast.Term, bool)) (ir.Local, *ast.Term, int, bool) {
+	var target ir.Local
+	var value *ast.Term
+	// add adds the constant of one statement to value, or reports that the
+	// statement is not part of the literal.
+	var add func(ir.Stmt) bool
+	switch m := s.(type) {
+	case *ir.MakeArrayStmt:
+		target, value = m.Target, ast.ArrayTerm()
+		add = func(s ir.Stmt) bool {
+			a, ok := s.(*ir.ArrayAppendStmt)
+			if !ok || a.Array != target {
+				return false
+			}
+			v, ok := constant(a.Value)
+			if ok {
+				value.Value = value.Value.(*ast.Array).Append(v)
+			}
+			return ok
+		}
+	case *ir.MakeSetStmt:
+		target, value = m.Target, ast.SetTerm()
+		add = func(s ir.Stmt) bool {
+			a, ok := s.(*ir.SetAddStmt)
+			if !ok || a.Set != target {
+				return false
+			}
+			v, ok := constant(a.Value)
+			if ok {
+				value.Value.(ast.Set).Add(v)
+			}
+			return ok
+		}
+	case *ir.MakeObjectStmt:
+		target, value = m.Target, ast.ObjectTerm()
+		add = func(s ir.Stmt) bool {
+			a, ok := s.(*ir.ObjectInsertStmt)
+			if !ok || a.Object != target {
+				return false
+			}
+			k, ok1 := constant(a.Key)
+			v, ok2 := constant(a.Value)
+			if ok1 && ok2 {
+				value.Value.(ast.Object).Insert(k, v)
+			}
+			return ok1 && ok2
+		}
+	default:
+		return 0, nil, 0, false
+	}
 	n := 0
 	for n < len(rest) && add(rest[n]) {
 		n++
 	}
-	return n, n == mutations[target]
+	return target, value, n, true
 }
 
 // prepareBlock resolves the functions, builtins and constants of a block and
@@ -542,8 +537,9 @@ func (p *program) prepareBlock(b *ir.Block) (int, error) {
 	return max, nil
 }
 
-// Eval runs the plan for the rego package: it returns the set of result
-// bindings. The bundle sets the program's data after planning.
+// Eval runs the plan for the rego package (TargetPluginEval): it returns the
+// set of result bindings. compileQuery sets the program's data after
+// planning; nothing evaluates before that.
 func (p *program) Eval(ctx context.Context, ectx *rego.EvalContext, _ ast.Value) (ast.Value, error) {
 	if p.data == nil {
 		return nil, errors.New("the " + irTarget + " target is evaluated only by policy.Bundle")
