@@ -12,6 +12,7 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 )
 
@@ -25,6 +26,9 @@ const (
 	PlanHashAnnotation = "nsprov.io/plan-hash"
 	// ManagedByLabel marks what nsprov creates.
 	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// RoleBindingLabel on a RoleBinding nsprov applies holds its name, so a
+	// label selector can find the ones the plan no longer names.
+	RoleBindingLabel = "nsprov.io/role-binding"
 )
 
 // Parameters turns a policy plan (data.nsprov.plan.plan) into the arguments
@@ -46,6 +50,7 @@ func Parameters(plan map[string]any) ([]wfv1.Parameter, error) {
 		"default-request-cpu":    p.str("container_default_requests", "cpu"),
 		"default-request-memory": p.str("container_default_requests", "memory"),
 		"role-bindings":          p.json("role_bindings"),
+		"role-binding-selector":  p.roleBindingSelector(),
 		"default-deny":           p.boolean("network_policy", "default_deny"),
 		"allow-dns":              p.boolean("network_policy", "allow_dns"),
 		"allow-same-namespace":   p.boolean("network_policy", "allow_same_namespace"),
@@ -106,6 +111,34 @@ func (p *planReader) boolean(path ...string) string {
 		p.errs = append(p.errs, fmt.Sprintf("plan.%s must be true or false, got %v", strings.Join(path, "."), v))
 	}
 	return fmt.Sprint(b)
+}
+
+// roleBindingSelector selects the RoleBindings nsprov applied that the
+// plan's role_bindings no longer name: the prune step of the template
+// deletes them. Each name must also be a label value (at most 63
+// characters), since the RoleBinding carries it in RoleBindingLabel.
+func (p *planReader) roleBindingSelector() string {
+	v, _ := p.get("role_bindings")
+	list, ok := v.([]any)
+	if !ok {
+		return "" // p.json reports it
+	}
+	names := make([]string, 0, len(list))
+	for i, item := range list {
+		m, _ := item.(map[string]any)
+		name, _ := m["name"].(string)
+		if errs := validation.IsValidLabelValue(name); name == "" || len(errs) > 0 {
+			p.errs = append(p.errs, fmt.Sprintf("plan.role_bindings[%d].name %q must be a RoleBinding name of at most 63 characters (%s)", i, name, strings.Join(errs, "; ")))
+			continue
+		}
+		names = append(names, name)
+	}
+	selector := ManagedByLabel + "=nsprov"
+	if len(names) > 0 {
+		sort.Strings(names)
+		selector += "," + RoleBindingLabel + " notin (" + strings.Join(names, ",") + ")"
+	}
+	return selector
 }
 
 func (p *planReader) json(path ...string) string {

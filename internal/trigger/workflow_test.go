@@ -184,14 +184,47 @@ func TestParameterValues(t *testing.T) {
 		"namespace": "payments-staging", "team": "payments", "tier": "medium",
 		"quota-cpu": "4", "quota-memory": "8Gi", "quota-storage": "50Gi",
 		"default-deny": "true", "allow-team": "false",
-		"role-bindings":    `[{"cluster_role":"edit","group":"team-payments","name":"nsprov-team-edit"}]`,
-		"ingress-from":     `["istio-system"]`,
-		"egress-to":        `["istio-system"]`,
-		"namespace-labels": `{"istio-injection":"enabled","monitoring.nsprov.io/enhanced":null}`,
+		"role-bindings":         `[{"cluster_role":"edit","group":"team-payments","name":"nsprov-team-edit"}]`,
+		"role-binding-selector": "app.kubernetes.io/managed-by=nsprov,nsprov.io/role-binding notin (nsprov-team-edit)",
+		"ingress-from":          `["istio-system"]`,
+		"egress-to":             `["istio-system"]`,
+		"namespace-labels":      `{"istio-injection":"enabled","monitoring.nsprov.io/enhanced":null}`,
 	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+func TestRoleBindingSelector(t *testing.T) {
+	_, plan := requested(t, "payments-dev", map[string]string{"nsprov.io/environment": "development"})
+	selector := func(bindings []any) (string, error) {
+		plan["role_bindings"] = bindings
+		params, err := Parameters(plan)
+		for _, p := range params {
+			if p.Name == "role-binding-selector" {
+				return p.Value.String(), nil
+			}
+		}
+		return "", err
+	}
+	binding := func(name string) any {
+		return map[string]any{"name": name, "cluster_role": "edit", "group": "team-payments"}
+	}
+	got, err := selector([]any{binding("team-view"), binding("team-edit")})
+	if want := "app.kubernetes.io/managed-by=nsprov,nsprov.io/role-binding notin (team-edit,team-view)"; err != nil || got != want {
+		t.Errorf("two bindings: %q, %v; want %q", got, err, want)
+	}
+	// Every RoleBinding nsprov applied goes when the plan names none.
+	if got, err := selector([]any{}); err != nil || got != "app.kubernetes.io/managed-by=nsprov" {
+		t.Errorf("no bindings: %q, %v", got, err)
+	}
+	long := strings.Repeat("x", 64)
+	if _, err := selector([]any{binding(long)}); err == nil || !strings.Contains(err.Error(), "plan.role_bindings[0].name \""+long+"\" must be a RoleBinding name of at most 63 characters") {
+		t.Errorf("a 64-character name: %v", err)
+	}
+	if _, err := selector([]any{map[string]any{"cluster_role": "edit"}}); err == nil || !strings.Contains(err.Error(), "plan.role_bindings[0].name") {
+		t.Errorf("a binding without a name: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -203,12 +204,40 @@ func TestReprovisionRunsThePlanAgain(t *testing.T) {
 	if err := env.Client.Delete(ctx, q); err != nil {
 		t.Fatal(err)
 	}
+	// A RoleBinding an earlier plan applied, under a name the policy no
+	// longer uses, goes; one nsprov did not make stays.
+	stale := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "again-dev", Name: "nsprov-team-admin", Labels: map[string]string{
+			trigger.ManagedByLabel: "nsprov", trigger.RoleBindingLabel: "nsprov-team-admin",
+		}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: "team-payments"}},
+	}
+	foreign := stale.DeepCopy()
+	foreign.Name, foreign.Labels = "ci-deployer", nil
+	for _, rb := range []*rbacv1.RoleBinding{stale, foreign} {
+		if err := env.Client.Create(ctx, rb); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := alice.update(ctx, "again-dev", func(ns *corev1.Namespace) { ns.Annotations[trigger.ReprovisionAnnotation] = "1" }); err != nil {
 		t.Fatal(err)
 	}
 	waitNewWorkflow(t, "again-dev", ref)
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(q), q); err != nil {
 		t.Errorf("reprovisioning did not restore the quota: %v", err)
+	}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(stale), &rbacv1.RoleBinding{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the RoleBinding the plan no longer names: %v, want it deleted", err)
+	}
+	for _, name := range []string{"nsprov-team-edit", "ci-deployer"} {
+		rb := &rbacv1.RoleBinding{}
+		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "again-dev", Name: name}, rb); err != nil {
+			t.Errorf("RoleBinding %s: %v, want it kept", name, err)
+		}
+		if name == "nsprov-team-edit" && rb.Labels[trigger.RoleBindingLabel] != name {
+			t.Errorf("RoleBinding %s labels %v, want %s=%s", name, rb.Labels, trigger.RoleBindingLabel, name)
+		}
 	}
 }
 
