@@ -21,10 +21,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/nsprov/nsprov/internal/policy"
 )
@@ -85,6 +88,10 @@ type Reconciler struct {
 	TemplateRetry time.Duration
 	// MaxConcurrentReconciles is how many namespaces are reconciled at once (default 4).
 	MaxConcurrentReconciles int
+	// PolicyPollInterval is how often the active policy's revision is
+	// checked (default 2s). When it changes, every requested namespace is
+	// reconciled: those whose plan changed get a new Workflow.
+	PolicyPollInterval time.Duration
 }
 
 // SetupWithManager registers the controller: it watches requested Namespaces
@@ -102,6 +109,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 4
 	}
+	if r.PolicyPollInterval == 0 {
+		r.PolicyPollInterval = 2 * time.Second
+	}
+	// Policy changes: a runnable of the leader, like the controller.
+	changes := make(chan event.GenericEvent)
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.watchPolicy(ctx, changes) })); err != nil {
+		return err
+	}
 	if err := registerMetrics(r.Client, r.Options.ArgoNamespace); err != nil {
 		return err
 	}
@@ -115,7 +130,51 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&wfv1.Workflow{}).
 		// A WorkflowTemplate that appears unblocks the namespaces waiting for it.
 		Watches(&wfv1.WorkflowTemplate{}, handler.EnqueueRequestsFromMapFunc(r.waitingForTemplate)).
+		// A new policy may change any namespace's plan.
+		WatchesRawSource(source.Channel(changes, handler.EnqueueRequestsFromMapFunc(r.allRequested))).
 		Complete(r)
+}
+
+// watchPolicy sends an event on changes whenever the active policy's
+// revision changes, until ctx ends.
+func (r *Reconciler) watchPolicy(ctx context.Context, changes chan<- event.GenericEvent) error {
+	seen := r.Policies.Bundle().Revision
+	t := time.NewTicker(r.PolicyPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		rev := r.Policies.Bundle().Revision
+		if rev == seen {
+			continue
+		}
+		seen = rev
+		log.FromContext(ctx).Info("the policy changed; reconciling every requested namespace against it", "revision", rev)
+		select {
+		case changes <- event.GenericEvent{Object: &corev1.Namespace{}}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// allRequested lists every requested namespace.
+func (r *Reconciler) allRequested(ctx context.Context, _ client.Object) []reconcile.Request {
+	list := &corev1.NamespaceList{}
+	if err := r.Client.List(ctx, list); err != nil {
+		log.FromContext(ctx).Error(err, "listing namespaces after a policy change")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if IsRequested(&list.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
+		}
+	}
+	return reqs
 }
 
 // waitingForTemplate lists the namespaces whose condition says the template

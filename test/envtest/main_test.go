@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nsprov/nsprov/internal/admission"
+	"github.com/nsprov/nsprov/policies"
 )
 
 // env is the control plane shared by the package's tests. Namespaces cannot
@@ -24,10 +25,23 @@ func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
+// policyDir holds the policy the webhooks and the controller use: a copy of
+// the embedded bundle, reloaded when a test edits it.
+var policyDir string
+
 func runMain(m *testing.M) int {
 	ctx := context.Background()
 	var err error
-	env, err = Start(ctx, Options{Recorder: decisions})
+	if policyDir, err = os.MkdirTemp("", "nsprov-envtest-policy-"); err != nil {
+		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(policyDir)
+	if err := policies.Export(policyDir); err != nil {
+		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
+		return 1
+	}
+	env, err = Start(ctx, Options{Recorder: decisions, PolicyDir: policyDir})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "envtest: %v\n", err)
 		return 1

@@ -3,6 +3,8 @@ package envtest
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -238,6 +240,51 @@ func TestReprovisionRunsThePlanAgain(t *testing.T) {
 		if name == "nsprov-team-edit" && rb.Labels[trigger.RoleBindingLabel] != name {
 			t.Errorf("RoleBinding %s labels %v, want %s=%s", name, rb.Labels, trigger.RoleBindingLabel, name)
 		}
+	}
+}
+
+// TestPolicyChangeReplans: when the policy changes, existing namespaces are
+// provisioned again with their new plan, without anyone touching them.
+func TestPolicyChangeReplans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	alice := newUser(t, "alice", "team-payments")
+	if err := alice.client.Create(ctx, request("replan-dev", "payments", "development", map[string]string{tierKey: "micro"})); err != nil {
+		t.Fatal(err)
+	}
+	ns := waitCondition(t, "replan-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
+	quota := &corev1.ResourceQuota{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "replan-dev", Name: "nsprov-quota"}, quota); err != nil {
+		t.Fatal(err)
+	}
+	if got := quota.Spec.Hard["requests.cpu"]; got.String() != "1" {
+		t.Fatalf("micro quota requests.cpu = %s, want 1", got.String())
+	}
+
+	// The platform team raises the micro tier's CPU (no other test reads it).
+	tiers := filepath.Join(policyDir, "config", "tiers.yaml")
+	orig, err := os.ReadFile(tiers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raised := strings.Replace(string(orig), `quota: {cpu: "1", memory: 2Gi`, `quota: {cpu: 1500m, memory: 2Gi`, 1)
+	if raised == string(orig) {
+		t.Fatal("tiers.yaml has no micro quota of 1 CPU to raise")
+	}
+	if err := writeAtomic(tiers, []byte(raised)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := writeAtomic(tiers, orig); err != nil {
+			t.Error(err)
+		}
+	})
+	waitNewWorkflow(t, "replan-dev", ns.Annotations[trigger.WorkflowAnnotation])
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(quota), quota); err != nil {
+		t.Fatal(err)
+	}
+	if got := quota.Spec.Hard["requests.cpu"]; got.String() != "1500m" {
+		t.Errorf("after the policy change: requests.cpu = %s, want 1500m", got.String())
 	}
 }
 
