@@ -19,7 +19,9 @@
 //     Argo's expandTask / processItem do (including the node names); `when`
 //     is evaluated with govaluate exactly as Argo's shouldExecute; `depends` /
 //     `dependencies` are resolved by Argo's common.GetTaskDependencies and
-//     evaluated with argoexpr.EvalBool; templateDefaults are merged into each
+//     evaluated with argoexpr.EvalBool, and a dependent task's node hangs from
+//     its dependencies' outbound nodes (Argo's getOutboundNodes: a task
+//     group's items, a retry's last attempt); templateDefaults are merged into each
 //     template with a strategic merge patch as Argo's
 //     mergedTemplateDefaultsInto does.
 //   - A resource step runs the kubectl binary with the arguments argoexec's

@@ -782,7 +782,7 @@ func (x *execution) executeDAG(ctx context.Context, nodeName, displayName string
 					if dn == nil {
 						return // a dependency never ran (fail fast): neither does this
 					}
-					parents = append(parents, dn.Name)
+					parents = append(parents, x.outbound(dn.Name)...)
 					scope[strings.ReplaceAll(dep, "-", "_")] = x.results(dn)
 				}
 				execute, err := argoexpr.EvalBool(strings.ReplaceAll(logic, "-", "_"), scope)
@@ -812,6 +812,46 @@ func (x *execution) executeDAG(ctx context.Context, nodeName, displayName string
 	n := x.markNode(nodeName, phase, msg)
 	x.flushLogged(ctx)
 	return n
+}
+
+// outbound is Argo's getOutboundNodes by node name: the nodes a task that
+// depends on this one hangs from. A task group's are its items', a retry's
+// its last attempt.
+func (x *execution) outbound(name string) []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.outboundOf(x.wf.NodeID(name))
+}
+
+func (x *execution) outboundOf(id string) []string {
+	n, ok := x.nodes[id]
+	if !ok {
+		return nil
+	}
+	switch n.Type {
+	case wfv1.NodeTypeSkipped, wfv1.NodeTypeSuspend, wfv1.NodeTypeHTTP, wfv1.NodeTypePlugin, wfv1.NodeTypePod:
+		return []string{n.Name}
+	case wfv1.NodeTypeContainer, wfv1.NodeTypeTaskGroup:
+		if len(n.Children) == 0 {
+			return []string{n.Name}
+		}
+		var out []string
+		for _, c := range n.Children {
+			out = append(out, x.outboundOf(c)...)
+		}
+		return out
+	case wfv1.NodeTypeRetry:
+		if len(n.Children) > 0 {
+			if last, ok := x.nodes[n.Children[len(n.Children)-1]]; ok {
+				return []string{last.Name}
+			}
+		}
+	}
+	var out []string
+	for _, o := range n.OutboundNodes {
+		out = append(out, x.outboundOf(o)...)
+	}
+	return out
 }
 
 func (x *execution) link(parents []string, child string) {

@@ -269,8 +269,22 @@ func TestProvisionThroughStart(t *testing.T) {
 			t.Errorf("node %s = %+v, want Skipped by when", name, n)
 		}
 	}
-	if n := nodeByDisplayName(wf, "rbac"); n == nil || n.Type != wfv1.NodeTypeTaskGroup || n.Phase != wfv1.NodeSucceeded || len(n.Children) != 1 {
-		t.Errorf("rbac task group = %+v", n)
+	rbacGroup := nodeByDisplayName(wf, "rbac")
+	if rbacGroup == nil || rbacGroup.Type != wfv1.NodeTypeTaskGroup || rbacGroup.Phase != wfv1.NodeSucceeded || len(rbacGroup.Children) != 1 {
+		t.Fatalf("rbac task group = %+v", rbacGroup)
+	}
+	// The prune step hangs from the binding's last attempt, as Argo links a
+	// task to its dependencies' outbound nodes, not from the task group.
+	prune := nodeByDisplayName(wf, "prune-role-bindings")
+	if prune == nil || prune.Phase != wfv1.NodeSucceeded {
+		t.Fatalf("prune-role-bindings = %+v, want Succeeded", prune)
+	}
+	item := wf.Status.Nodes[rbacGroup.Children[0]]
+	if item.Type != wfv1.NodeTypeRetry || len(item.Children) == 0 {
+		t.Fatalf("rbac item %+v, want a retry node with attempts", item)
+	}
+	if attempt := wf.Status.Nodes[item.Children[len(item.Children)-1]]; !slices.Contains(attempt.Children, prune.ID) {
+		t.Errorf("prune-role-bindings is not a child of the rbac item's last attempt %s (children %v)", attempt.Name, attempt.Children)
 	}
 	if wf.Status.Progress == "" || !strings.HasPrefix(string(wf.Status.Progress), strings.Split(string(wf.Status.Progress), "/")[1]+"/") {
 		t.Errorf("progress %q, want all pods succeeded", wf.Status.Progress)
