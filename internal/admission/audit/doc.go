@@ -13,7 +13,7 @@
 //   - updates the metrics: nsprov_admission_requests_total{webhook,
 //     operation,result}, nsprov_admission_violations_total{rule},
 //     nsprov_admission_duration_seconds{webhook} and nsprov_policy_info
-//     {revision};
+//     {revision,source,evaluator};
 //   - for a denial that is not a dry run, queues one result per violated
 //     rule for the ClusterReport nsprov-admission-denials, and one
 //     NamespaceRequestDenied Event.

@@ -81,22 +81,27 @@ var (
 // traffic. The last store passed wins (a process serves one store).
 func ObservePolicies(store *policy.Store) { activePolicies.Store(store) }
 
-// policyInfo is nsprov_policy_info{revision}: 1 for the active revision.
+// policyInfo is nsprov_policy_info{revision,source,evaluator}: 1 for the
+// active bundle. Without a store, only the revision of the last decision is
+// known.
 type policyInfo struct{ desc *prometheus.Desc }
 
 func (p policyInfo) Describe(ch chan<- *prometheus.Desc) { ch <- p.desc }
 
 func (p policyInfo) Collect(ch chan<- prometheus.Metric) {
-	rev := ""
+	rev, source, evaluator := "", "", ""
 	if s := activePolicies.Load(); s != nil {
 		if b := s.Bundle(); b != nil {
-			rev = b.Revision
+			rev, source, evaluator = b.Revision, b.Source, policy.EvaluatorTopdown
+			if b.Compiled() {
+				evaluator = policy.EvaluatorCompiled
+			}
 		}
 	} else if r := lastRevision.Load(); r != nil {
 		rev = *r
 	}
 	if rev != "" {
-		ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, 1, rev)
+		ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, 1, rev, source, evaluator)
 	}
 }
 
@@ -105,7 +110,7 @@ func init() {
 		requestsTotal, violationsTotal, durationSeconds, droppedTotal, persistedTotal, queueLength,
 		reportWritesTotal, eventsTotal, namespaceAuditViolations, namespaceAuditRuns, namespaceAuditLastRun,
 		policyInfo{desc: prometheus.NewDesc("nsprov_policy_info",
-			"The active policy revision (a hash of every file of the bundle), as the revision label of a gauge set to 1.",
-			[]string{"revision"}, nil)},
+			"The active policy bundle, a gauge set to 1: its revision (a hash of every file of the bundle), its source (embedded or the directory) and its evaluator (compiled, or topdown when chosen or when the bundle could not be compiled; the log says why).",
+			[]string{"revision", "source", "evaluator"}, nil)},
 	)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -163,8 +164,15 @@ func TestPolicyInfo(t *testing.T) {
 		if f.GetName() != "nsprov_policy_info" {
 			continue
 		}
-		if len(f.Metric) != 1 || f.Metric[0].GetLabel()[0].GetValue() != b.Revision || f.Metric[0].GetGauge().GetValue() != 1 {
-			t.Fatalf("nsprov_policy_info = %v, want one series for revision %s", f.Metric, b.Revision)
+		if len(f.Metric) != 1 || f.Metric[0].GetGauge().GetValue() != 1 {
+			t.Fatalf("nsprov_policy_info = %v, want one series set to 1", f.Metric)
+		}
+		labels := map[string]string{}
+		for _, l := range f.Metric[0].GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if want := map[string]string{"revision": b.Revision, "source": "embedded", "evaluator": "compiled"}; !maps.Equal(labels, want) {
+			t.Fatalf("nsprov_policy_info labels %v, want %v", labels, want)
 		}
 		return
 	}

@@ -173,6 +173,15 @@ func TestPolicyHotReload(t *testing.T) {
 	if v, err := metricValue(r.metrics, "nsprov_policy_reloads_total"); err != nil || v < 1 {
 		t.Errorf("nsprov_policy_reloads_total = %v (%v), want at least 1", v, err)
 	}
+	// One series of nsprov_policy_info: the mounted bundle, compiled.
+	body, err := get(r.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := grepLines(string(body), "nsprov_policy_info{")
+	if strings.Count(info, "\n") != 0 || !strings.Contains(info, `evaluator="compiled"`) || !strings.Contains(info, `source="`+mount.dir+`"`) || !strings.HasSuffix(info, "} 1") {
+		t.Errorf("nsprov_policy_info series:\n%s\nwant one, compiled, from the mounted directory", info)
+	}
 
 	// A broken edit: rejected, the edited bundle keeps serving.
 	editConfigMap("lib.rego", func(s string) string { return s + "\nthis is not rego\n" })
