@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -344,7 +345,7 @@ func TestNsprovWritesItsOwnMetadata(t *testing.T) {
 	// The controller, as nsprov's service account, annotates the namespace
 	// through the webhooks.
 	var ref string
-	eventually(t, "the controller's workflow annotation", func() error {
+	Eventually(t, 30*time.Second, "the controller's workflow annotation", func() error {
 		if ref = get(t, "owned-dev").Annotations[workflowKey]; ref == "" {
 			return fmt.Errorf("no %s yet", workflowKey)
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -29,7 +30,7 @@ import (
 func waitCondition(t *testing.T, name string, status corev1.ConditionStatus, reason string) *corev1.Namespace {
 	t.Helper()
 	var ns *corev1.Namespace
-	eventually(t, fmt.Sprintf("namespace %s condition Provisioned=%s (%s)", name, status, reason), func() error {
+	Eventually(t, 30*time.Second, fmt.Sprintf("namespace %s condition Provisioned=%s (%s)", name, status, reason), func() error {
 		ns = get(t, name)
 		for _, c := range ns.Status.Conditions {
 			if c.Type == trigger.ConditionProvisioned {
@@ -50,7 +51,7 @@ func waitCondition(t *testing.T, name string, status corev1.ConditionStatus, rea
 func waitNewWorkflow(t *testing.T, name, previous string) *corev1.Namespace {
 	t.Helper()
 	var current string
-	eventually(t, "a new workflow for "+name, func() error {
+	Eventually(t, 30*time.Second, "a new workflow for "+name, func() error {
 		if current = get(t, name).Annotations[trigger.WorkflowAnnotation]; current == "" || current == previous {
 			return fmt.Errorf("workflow annotation still %q", current)
 		}
@@ -329,7 +330,7 @@ func TestMissingTemplate(t *testing.T) {
 
 func wantEvents(t *testing.T, namespace string, reasons ...string) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("events %v on %s", reasons, namespace), func() error {
+	Eventually(t, 30*time.Second, fmt.Sprintf("events %v on %s", reasons, namespace), func() error {
 		list := &eventsv1.EventList{}
 		if err := env.Client.List(context.Background(), list); err != nil {
 			return err
@@ -384,7 +385,7 @@ func TestFailingStep(t *testing.T) {
 		}
 	}
 	// The API server takes a moment to load the policy: probe until it denies.
-	eventually(t, "the admission policy in force", func() error {
+	Eventually(t, 30*time.Second, "the admission policy in force", func() error {
 		probe := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "vap-probe", Namespace: "default"}}
 		if err := env.Client.Create(ctx, probe, client.DryRunAll); err == nil {
 			return fmt.Errorf("probe quota still allowed")
@@ -451,7 +452,7 @@ func TestOnlyTheLastWorkflowsAreKept(t *testing.T) {
 		}
 		ref = waitNewWorkflow(t, "history-dev", ref).Annotations[trigger.WorkflowAnnotation]
 	}
-	eventually(t, "pruning to 5 workflows", func() error {
+	Eventually(t, 30*time.Second, "pruning to 5 workflows", func() error {
 		list := &wfv1.WorkflowList{}
 		if err := env.Client.List(ctx, list, client.InNamespace(ArgoNamespace), client.MatchingLabels{trigger.NamespaceLabel: "history-dev"}); err != nil {
 			return err

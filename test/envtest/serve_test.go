@@ -34,22 +34,6 @@ func freePort(t *testing.T) int {
 	return port
 }
 
-// eventually polls f until it returns nil or the deadline passes.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestServe runs the real `nsprov serve` command against the control plane:
 // probes, metrics, a webhook call over TLS, and a certificate rotation that
 // the running server picks up without a restart.
@@ -100,7 +84,7 @@ func TestServe(t *testing.T) {
 
 	probe := fmt.Sprintf("http://127.0.0.1:%d", probePort)
 	for _, path := range []string{"/healthz", "/readyz"} {
-		eventually(t, "GET "+path, func() error {
+		Eventually(t, 30*time.Second, "GET "+path, func() error {
 			select {
 			case code := <-exited:
 				t.Fatalf("serve exited with %d\n%s", code, errOut.String())
@@ -150,13 +134,13 @@ func TestServe(t *testing.T) {
 	// The registry is the process's, shared with the harness's webhook server,
 	// so the count includes the suite's own requests: at least this one.
 	if !regexp.MustCompile(`controller_runtime_webhook_requests_total\{code="200",webhook="/validate-namespace"\} [1-9]`).Match(mbody) {
-		t.Errorf("metrics do not count the webhook request:\n%s", grepLines(string(mbody), "webhook_requests_total"))
+		t.Errorf("metrics do not count the webhook request:\n%s", GrepLines(string(mbody), "webhook_requests_total"))
 	}
 
 	// This control plane serves Argo's CRDs: serve wins the leader election
 	// and runs the provisioning controller beside the harness's own, as a
 	// second replica would. (test/envtest/noargo covers a cluster without Argo.)
-	eventually(t, "the controller starting", func() error {
+	Eventually(t, 30*time.Second, "the controller starting", func() error {
 		if !strings.Contains(errOut.String(), `"controller":"nsprov-trigger"`) || !strings.Contains(errOut.String(), "Successfully acquired lease") {
 			return fmt.Errorf("no leader election and controller start in the log yet")
 		}
@@ -171,7 +155,7 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "serving the rotated certificate", func() error {
+	Eventually(t, 30*time.Second, "serving the rotated certificate", func() error {
 		if s := servedSerial(t, webhookURL); s.Cmp(newSerial) != 0 {
 			return fmt.Errorf("still serving serial %v, want %v", s, newSerial)
 		}
@@ -208,14 +192,4 @@ func servedSerial(t *testing.T, url string) *big.Int {
 	}
 	defer conn.Close()
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber
-}
-
-func grepLines(s, substr string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -84,7 +84,7 @@ func TestDeniedRequestIsRecorded(t *testing.T) {
 
 	var report *reportsv1alpha1.ClusterReport
 	var result *reportsv1alpha1.ReportResult
-	took := eventually(t, 30*time.Second, "the denial in "+audit.DenialsReportName, func() error {
+	took := envtest.Eventually(t, 30*time.Second, "the denial in "+audit.DenialsReportName, func() error {
 		report = getReport(ctx, t, audit.DenialsReportName)
 		if report == nil {
 			return fmt.Errorf("no report yet")
@@ -133,7 +133,7 @@ func TestDeniedRequestIsRecorded(t *testing.T) {
 	}
 
 	// The Event, selected by reason on the API server.
-	eventually(t, 30*time.Second, "the NamespaceRequestDenied Event", func() error {
+	envtest.Eventually(t, 30*time.Second, "the NamespaceRequestDenied Event", func() error {
 		evs, err := deniedEvents(ctx, admin)
 		if err != nil {
 			return err

@@ -169,27 +169,10 @@ func getReport(ctx context.Context, t *testing.T, name string) *reportsv1alpha1.
 	return r
 }
 
-// eventually polls check until it returns nil or timeout passes, and
-// returns how long it took.
-func eventually(t *testing.T, timeout time.Duration, what string, check func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		err := check()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // waitIdle waits until s has written everything it queued.
 func waitIdle(t *testing.T, s *audit.Sink, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, "the audit queue to empty", func() error {
+	envtest.Eventually(t, timeout, "the audit queue to empty", func() error {
 		if n := s.Pending(); n > 0 {
 			return fmt.Errorf("%d results pending", n)
 		}

@@ -47,7 +47,7 @@ func TestTighteningAPolicyShowsExistingNamespaces(t *testing.T) {
 	audited := func(what string) []string {
 		t.Helper()
 		var rules []string
-		eventually(t, 30*time.Second, what, func() error {
+		envtest.Eventually(t, 30*time.Second, what, func() error {
 			rev := env.Policies.Bundle().Revision
 			r := getReport(ctx, t, audit.NamespaceAuditReportName)
 			if r == nil || r.Annotations[audit.AnnotationPolicyRevision] != rev {
@@ -90,7 +90,7 @@ func TestTighteningAPolicyShowsExistingNamespaces(t *testing.T) {
 	if err := os.WriteFile(file, []byte(strings.Replace(string(original), loose, tight, 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the tightened policy to load", func() error {
+	envtest.Eventually(t, 30*time.Second, "the tightened policy to load", func() error {
 		if env.Policies.Bundle().Revision == before {
 			return fmt.Errorf("still revision %s", before)
 		}
@@ -117,7 +117,7 @@ func TestTighteningAPolicyShowsExistingNamespaces(t *testing.T) {
 	if err := os.WriteFile(file, original, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "the original policy to load", func() error {
+	envtest.Eventually(t, 30*time.Second, "the original policy to load", func() error {
 		if env.Policies.Bundle().Revision != before {
 			return fmt.Errorf("revision %s, want %s", env.Policies.Bundle().Revision, before)
 		}

@@ -80,7 +80,7 @@ func TestMissingCRD(t *testing.T) {
 		t.Error("an audit without the CRD succeeded")
 	}
 
-	eventually(t, 30*time.Second, "the Events", func() error {
+	envtest.Eventually(t, 30*time.Second, "the Events", func() error {
 		evs, err := deniedEvents(context.Background(), c)
 		if err != nil {
 			return err

@@ -47,7 +47,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 	b := startReplica(t, args, append(short, "--controller=false")...)
 	pointWebhooksAt(ctx, t, objs, a.webhook)
 
-	eventually(t, "the CA bundle injected into both webhook configurations", func() error {
+	envtest.Eventually(t, time.Minute, "the CA bundle injected into both webhook configurations", func() error {
 		_, bundle := secretMaterial(ctx, t)
 		m := &admissionregistrationv1.MutatingWebhookConfiguration{}
 		v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
@@ -82,7 +82,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 
 	// Both replicas serve the Secret's certificate, with the expiry metric.
 	for name, r := range map[string]*replica{"a": a, "b": b} {
-		eventually(t, "replica "+name+" serving the Secret's certificate", func() error {
+		envtest.Eventually(t, time.Minute, "replica "+name+" serving the Secret's certificate", func() error {
 			leaf, bundle := secretMaterial(ctx, t)
 			got, err := served(r.webhook, bundle)
 			if err != nil {
@@ -118,7 +118,7 @@ func TestSelfManagedCertificates(t *testing.T) {
 
 	// The chart's RBAC was enough for everything the replicas did.
 	for name, r := range map[string]*replica{"a": a, "b": b} {
-		if lines := grepLines(r.log.String(), "forbidden"); lines != "" {
+		if lines := envtest.GrepLines(r.log.String(), "forbidden"); lines != "" {
 			t.Errorf("replica %s was refused by RBAC:\n%s", name, lines)
 		}
 	}
@@ -143,7 +143,7 @@ func provisionEndToEnd(ctx context.Context, t *testing.T, alice client.Client) {
 	if err := alice.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the namespace provisioned", func() error {
+	envtest.Eventually(t, time.Minute, "the namespace provisioned", func() error {
 		got := &corev1.Namespace{}
 		if err := admin.Get(ctx, client.ObjectKeyFromObject(ns), got); err != nil {
 			return err

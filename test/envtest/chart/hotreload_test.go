@@ -19,6 +19,7 @@ import (
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/policies"
+	"github.com/nsprov/nsprov/test/envtest"
 )
 
 // embeddedPolicyFiles is the embedded bundle as the chart's policy.files.
@@ -138,7 +139,7 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 	bob := newClient(t, user(t, "bob", "team-web"))
 	alice := newClient(t, user(t, "alice", "team-payments"))
-	eventually(t, "the webhooks answering", func() error { return checkWebhooksAnswer(ctx, bob, alice, "reload-before-dev") })
+	envtest.Eventually(t, time.Minute, "the webhooks answering", func() error { return checkWebhooksAnswer(ctx, bob, alice, "reload-before-dev") })
 
 	// editConfigMap changes one file through the API and lets the "kubelet"
 	// mount it.
@@ -169,7 +170,7 @@ func TestPolicyHotReload(t *testing.T) {
 		}
 		return nil
 	}
-	eventually(t, "the edited policy serving", wantDenied)
+	envtest.Eventually(t, time.Minute, "the edited policy serving", wantDenied)
 	if v, err := metricValue(r.metrics, "nsprov_policy_reloads_total"); err != nil || v < 1 {
 		t.Errorf("nsprov_policy_reloads_total = %v (%v), want at least 1", v, err)
 	}
@@ -178,20 +179,20 @@ func TestPolicyHotReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info := grepLines(string(body), "nsprov_policy_info{")
+	info := envtest.GrepLines(string(body), "nsprov_policy_info{")
 	if strings.Count(info, "\n") != 0 || !strings.Contains(info, `evaluator="compiled"`) || !strings.Contains(info, `source="`+mount.dir+`"`) || !strings.HasSuffix(info, "} 1") {
 		t.Errorf("nsprov_policy_info series:\n%s\nwant one, compiled, from the mounted directory", info)
 	}
 
 	// A broken edit: rejected, the edited bundle keeps serving.
 	editConfigMap("lib.rego", func(s string) string { return s + "\nthis is not rego\n" })
-	eventually(t, "the broken edit rejected", func() error {
+	envtest.Eventually(t, time.Minute, "the broken edit rejected", func() error {
 		if v, err := metricValue(r.metrics, "nsprov_policy_reload_errors_total"); err != nil || v < 1 {
 			return fmt.Errorf("nsprov_policy_reload_errors_total = %v (%v)", v, err)
 		}
 		return nil
 	})
-	eventually(t, "a PolicyReloadFailed Event on the pod", func() error {
+	envtest.Eventually(t, time.Minute, "a PolicyReloadFailed Event on the pod", func() error {
 		list := &eventsv1.EventList{}
 		if err := admin.List(ctx, list, client.InNamespace(releaseNamespace)); err != nil {
 			return err

@@ -184,19 +184,3 @@ func user(t *testing.T, name string, groups ...string) *rest.Config {
 	}
 	return u.Config()
 }
-
-// eventually polls f until it returns nil, failing the test after a minute.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}

@@ -109,7 +109,7 @@ func startReplica(t *testing.T, chartArgs []string, overrides ...string) *replic
 			t.Errorf("serve did not stop within a minute of the context ending")
 		}
 	})
-	eventually(t, "nsprov serve becoming ready", func() error {
+	envtest.Eventually(t, time.Minute, "nsprov serve becoming ready", func() error {
 		select {
 		case code := <-exited:
 			t.Fatalf("serve exited with %d\n%s", code, r.log.String())
@@ -242,15 +242,4 @@ func metricValue(addr, name string) (float64, error) {
 		return 0, fmt.Errorf("no sample of %s", name)
 	}
 	return strconv.ParseFloat(string(m[1]), 64)
-}
-
-// grepLines returns the lines of s that contain sub.
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }
