@@ -110,9 +110,6 @@ type program struct {
 	tree    *funcTree // functions by data path, for CallDynamicStmt
 	strings []*ast.Term
 	data    *ast.Term
-	// consts holds the number a MakeNumberIntStmt, MakeNumberRefStmt or
-	// AssignIntStmt makes, computed once.
-	consts map[ir.Stmt]*ast.Term
 	// constTerms holds the values of the constStmts, which no evaluation may
 	// modify.
 	constTerms map[*ast.Term]struct{}
@@ -157,7 +154,7 @@ func newProgram(pol *ir.Policy) (*program, error) {
 	if pol.Plans == nil || len(pol.Plans.Plans) != 1 {
 		return nil, errors.New("compiled evaluation needs exactly one plan")
 	}
-	p := &program{byName: map[string]*irFunc{}, tree: &funcTree{}, consts: map[ir.Stmt]*ast.Term{}, constTerms: map[*ast.Term]struct{}{}, strict: true}
+	p := &program{byName: map[string]*irFunc{}, tree: &funcTree{}, constTerms: map[*ast.Term]struct{}{}, strict: true}
 	if pol.Static != nil {
 		for _, s := range pol.Static.Strings {
 			p.strings = append(p.strings, ast.StringTerm(s.Value))
@@ -220,9 +217,10 @@ type callStmt struct {
 	fn *irFunc
 }
 
-// constStmt sets a local to a constant collection. It replaces the
-// statements that build a literal array, set or object of strings and
-// booleans, which the planner emits for every evaluation.
+// constStmt sets a local to a constant made when the program is prepared:
+// the null or number of a Make or AssignInt statement, or a literal array,
+// set or object of strings and booleans, which the planner builds with
+// several statements on every evaluation.
 type constStmt struct {
 	Target ir.Local
 	Value  *ast.Term
@@ -458,7 +456,7 @@ func (p *program) prepareBlock(b *ir.Block) (int, error) {
 			err = operand(s.Source)
 		case *ir.AssignIntStmt:
 			local(s.Target)
-			p.consts[s] = ast.InternedTerm(int(s.Value))
+			b.Stmts[i] = &constStmt{Target: s.Target, Value: ast.InternedTerm(int(s.Value)), Location: s.Location}
 		case *ir.AssignVarStmt:
 			local(s.Target)
 			err = operand(s.Source)
@@ -469,15 +467,16 @@ func (p *program) prepareBlock(b *ir.Block) (int, error) {
 			local(s.Target)
 		case *ir.MakeNullStmt:
 			local(s.Target)
+			b.Stmts[i] = &constStmt{Target: s.Target, Value: ast.InternedNullTerm, Location: s.Location}
 		case *ir.MakeNumberIntStmt:
 			local(s.Target)
-			p.consts[s] = ast.InternedTerm(int(s.Value))
+			b.Stmts[i] = &constStmt{Target: s.Target, Value: ast.InternedTerm(int(s.Value)), Location: s.Location}
 		case *ir.MakeNumberRefStmt:
 			local(s.Target)
 			if s.Index < 0 || s.Index >= len(p.strings) {
 				return 0, fmt.Errorf("number constant %d is out of range", s.Index)
 			}
-			p.consts[s] = ast.NewTerm(ast.Number(p.strings[s.Index].Value.(ast.String)))
+			b.Stmts[i] = &constStmt{Target: s.Target, Value: ast.NewTerm(ast.Number(p.strings[s.Index].Value.(ast.String))), Location: s.Location}
 		case *ir.MakeArrayStmt:
 			local(s.Target)
 		case *ir.MakeObjectStmt:
@@ -830,14 +829,6 @@ func (m *machine) block(f *frame, b *ir.Block) (int, error) {
 			f.locals[s.Target] = m.terms.term(ast.NewSet())
 		case *ir.MakeArrayStmt:
 			f.locals[s.Target] = m.terms.term(ast.NewArrayWithCapacity(int(s.Capacity)))
-		case *ir.MakeNullStmt:
-			f.locals[s.Target] = ast.InternedNullTerm
-		case *ir.MakeNumberIntStmt:
-			f.locals[s.Target] = m.prog.consts[s]
-		case *ir.MakeNumberRefStmt:
-			f.locals[s.Target] = m.prog.consts[s]
-		case *ir.AssignIntStmt:
-			f.locals[s.Target] = m.prog.consts[s]
 		case *ir.ObjectInsertStmt:
 			t := m.mutable(f, s.Object)
 			obj, ok := t.Value.(ast.Object)
