@@ -189,23 +189,17 @@ func (b *Bundle) compile(ctx context.Context) error {
 	return nil
 }
 
-// UseTopdown makes the bundle evaluate its queries with OPA's evaluator
-// (topdown) instead of the compiled programs. Call it before the bundle
-// serves requests.
-func (b *Bundle) UseTopdown() {
-	b.mutation.prog, b.validation.prog, b.plan.prog = nil, nil, nil
-	b.Evaluator = EvaluatorTopdown
-}
-
 // UseEvaluator selects the evaluator by name: EvaluatorCompiled (the
 // default, which falls back to topdown when the bundle cannot be compiled) or
-// EvaluatorTopdown.
+// EvaluatorTopdown, OPA's evaluator. Call it before the bundle serves
+// requests.
 func (b *Bundle) UseEvaluator(name string) error {
 	switch name {
 	case EvaluatorCompiled:
 		return nil
 	case EvaluatorTopdown:
-		b.UseTopdown()
+		b.mutation.prog, b.validation.prog, b.plan.prog = nil, nil, nil
+		b.Evaluator = EvaluatorTopdown
 		return nil
 	}
 	return fmt.Errorf("policy evaluator %q is not known; use %s or %s", name, EvaluatorCompiled, EvaluatorTopdown)

@@ -371,7 +371,9 @@ func TestCompiledBundleMatchesTopdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reference.UseTopdown()
+	if err := reference.UseEvaluator(EvaluatorTopdown); err != nil {
+		t.Fatal(err)
+	}
 	compiled.SetDecisionCacheSize(0)
 	reference.SetDecisionCacheSize(0)
 	rules := map[string]bool{}
@@ -418,14 +420,16 @@ func TestCompiledBundleMatchesTopdown(t *testing.T) {
 	}
 }
 
-func TestUseTopdown(t *testing.T) {
+func TestUseEvaluatorTopdown(t *testing.T) {
 	b, err := LoadEmbedded(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.UseTopdown()
+	if err := b.UseEvaluator(EvaluatorTopdown); err != nil {
+		t.Fatal(err)
+	}
 	if b.Evaluator != EvaluatorTopdown || b.mutation.prog != nil || b.validation.prog != nil || b.plan.prog != nil {
-		t.Fatalf("after UseTopdown: evaluator %q", b.Evaluator)
+		t.Fatalf("after UseEvaluator(topdown): evaluator %q", b.Evaluator)
 	}
 	d, err := b.Decide(context.Background(), &Request{Operation: "CREATE", Username: "mallory", Object: namespace("x", nil, nil)})
 	if err != nil {
