@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 // compile is reported and the previous one keeps serving.
 type Store struct {
 	current   atomic.Pointer[Bundle]
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced when Watch swaps in a bundle
 	dir       string
 	interval  time.Duration
 	cacheSize int
@@ -54,6 +57,28 @@ func StaticStore(b *Bundle) *Store {
 
 // Bundle returns the active bundle.
 func (s *Store) Bundle() *Bundle { return s.current.Load() }
+
+// Changed returns a channel that is closed when a new bundle replaces the
+// active one. Take it before reading Bundle, so no change is missed.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+// swap makes b the active bundle and wakes the Changed channels.
+func (s *Store) swap(b *Bundle) {
+	s.current.Store(b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+}
 
 // SetDecisionCacheSize sets the decision cache size of the active bundle and
 // of every bundle loaded later (0 disables caching). Call it before serving.
@@ -121,7 +146,7 @@ func (s *Store) Watch(ctx context.Context) error {
 			}
 		}
 		old := s.Bundle().Revision
-		s.current.Store(b)
+		s.swap(b)
 		log.Info("policy reloaded", "revision", b.Revision, "previousRevision", old, "evaluator", b.Evaluator)
 		if s.OnChange != nil {
 			s.OnChange(b)

@@ -395,3 +395,29 @@ func TestStoreEvaluator(t *testing.T) {
 		})
 	}
 }
+
+func TestStoreChanged(t *testing.T) {
+	dir := copyPolicies(t)
+	w := startWatch(t, dir)
+	changed := w.Changed()
+	select {
+	case <-changed:
+		t.Fatal("Changed is closed before any change")
+	case <-time.After(300 * time.Millisecond):
+	}
+	tiers := filepath.Join(dir, "config", "tiers.yaml")
+	writeAtomic(t, tiers, strings.Replace(readFile(t, tiers), "monthly_cost_usd: 100", "monthly_cost_usd: 125", 1))
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Changed was not closed when the edited bundle was swapped in")
+	}
+	if c := smallTierCost(t, w.Bundle()); !strings.Contains(c, "$125") {
+		t.Errorf("after Changed the bundle says %q", c)
+	}
+	select {
+	case <-w.Changed():
+		t.Fatal("the next Changed is closed without a new change")
+	default:
+	}
+}

@@ -88,10 +88,6 @@ type Reconciler struct {
 	TemplateRetry time.Duration
 	// MaxConcurrentReconciles is how many namespaces are reconciled at once (default 4).
 	MaxConcurrentReconciles int
-	// PolicyPollInterval is how often the active policy's revision is
-	// checked (default 2s). When it changes, every requested namespace is
-	// reconciled: those whose plan changed get a new Workflow.
-	PolicyPollInterval time.Duration
 }
 
 // SetupWithManager registers the controller: it watches requested Namespaces
@@ -109,10 +105,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 4
 	}
-	if r.PolicyPollInterval == 0 {
-		r.PolicyPollInterval = 2 * time.Second
-	}
-	// Policy changes: a runnable of the leader, like the controller.
+	// Policy changes: a runnable of the leader, like the controller. Every
+	// requested namespace is reconciled; those whose plan changed get a new
+	// Workflow.
 	changes := make(chan event.GenericEvent)
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.watchPolicy(ctx, changes) })); err != nil {
 		return err
@@ -135,24 +130,20 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// watchPolicy sends an event on changes whenever the active policy's
-// revision changes, until ctx ends.
+// watchPolicy sends an event on changes whenever the store swaps in a new
+// policy, until ctx ends.
 func (r *Reconciler) watchPolicy(ctx context.Context, changes chan<- event.GenericEvent) error {
-	seen := r.Policies.Bundle().Revision
-	t := time.NewTicker(r.PolicyPollInterval)
-	defer t.Stop()
+	changed := r.Policies.Changed()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-changed:
 		}
-		rev := r.Policies.Bundle().Revision
-		if rev == seen {
-			continue
-		}
-		seen = rev
-		log.FromContext(ctx).Info("the policy changed; reconciling every requested namespace against it", "revision", rev)
+		// Taken before the namespaces are reconciled, which read the
+		// newest bundle: a later change wakes the next round.
+		changed = r.Policies.Changed()
+		log.FromContext(ctx).Info("the policy changed; reconciling every requested namespace against it", "revision", r.Policies.Bundle().Revision)
 		select {
 		case changes <- event.GenericEvent{Object: &corev1.Namespace{}}:
 		case <-ctx.Done():
