@@ -270,18 +270,10 @@ func (a *Auditor) evaluate(ctx context.Context, b *policy.Bundle, ns *corev1.Nam
 	if err != nil {
 		return []reportsv1alpha1.ReportResult{result("policy-evaluation", "error", err.Error())}, err
 	}
-	byRule := map[string][]string{}
-	var rules []string
-	for _, x := range v.Violations {
-		if _, ok := byRule[x.Rule]; !ok {
-			rules = append(rules, x.Rule)
-		}
-		byRule[x.Rule] = append(byRule[x.Rule], x.Message)
-	}
-	sort.Strings(rules)
+	rules, messages := byRule(v.Violations)
 	out := make([]reportsv1alpha1.ReportResult, len(rules))
 	for i, rule := range rules {
-		out[i] = result(rule, "fail", strings.Join(byRule[rule], "; "))
+		out[i] = result(rule, "fail", messages[rule])
 	}
 	return out, nil
 }

@@ -183,24 +183,33 @@ func eventNote(namespace, operation, user string, rules []string) string {
 // denials turns a denied record into one denial per violated rule; the
 // messages of a rule that is violated more than once are joined with "; ".
 func denials(r *admission.Record) []denial {
-	byRule := map[string][]string{}
-	var rules []string
-	for _, v := range r.Violations {
-		if _, ok := byRule[v.Rule]; !ok {
-			rules = append(rules, v.Rule)
-		}
-		byRule[v.Rule] = append(byRule[v.Rule], v.Message)
-	}
-	sort.Strings(rules)
+	rules, messages := byRule(r.Violations)
 	out := make([]denial, len(rules))
 	for i, rule := range rules {
 		out[i] = denial{
 			Time: r.Time, UID: r.UID, Operation: r.Operation, Namespace: r.Namespace,
-			Username: r.Username, Groups: r.Groups, Rule: rule, Message: strings.Join(byRule[rule], "; "),
+			Username: r.Username, Groups: r.Groups, Rule: rule, Message: messages[rule],
 			Revision: r.Revision,
 		}
 	}
 	return out
+}
+
+// byRule returns the violated rule IDs, sorted, and for each rule its
+// messages joined with "; " (a rule can be violated more than once).
+func byRule(violations []policy.Violation) ([]string, map[string]string) {
+	joined := map[string]string{}
+	var rules []string
+	for _, v := range violations {
+		if m, ok := joined[v.Rule]; ok {
+			joined[v.Rule] = m + "; " + v.Message
+			continue
+		}
+		rules = append(rules, v.Rule)
+		joined[v.Rule] = v.Message
+	}
+	sort.Strings(rules)
+	return rules, joined
 }
 
 // decisionLine is one line of the decision log.
