@@ -161,7 +161,7 @@ func BenchmarkBundle(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			d, err := bundle.Decide(ctx, in)
+			d, err := Decide(ctx, bundle, in)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -172,7 +172,7 @@ func BenchmarkBundle(b *testing.B) {
 			b.ResetTimer()
 			cpu := processCPU()
 			for b.Loop() {
-				if _, err := bundle.Decide(ctx, in); err != nil {
+				if _, err := Decide(ctx, bundle, in); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -105,7 +105,7 @@ func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 	if err == nil {
 		var mut *policy.Mutation
 		if mut, err = b.Mutate(ctx, in); err == nil {
-			patches := mut.Patch(in.Object)
+			patches := patch(mut, in.Object)
 			resp = admission.Allowed("")
 			resp.Patches = patches
 			rec.Patches = len(patches)

@@ -16,6 +16,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
+	"github.com/nsprov/nsprov/internal/policy/compiled"
 	"github.com/nsprov/nsprov/policies"
 )
 
@@ -54,6 +55,10 @@ type Bundle struct {
 	mutations   *decisionCache[*Mutation]
 	validations *decisionCache[*Validation]
 	plans       *decisionCache[map[string]any]
+
+	// strings holds a shared term for each string the policy knows (see
+	// knownStrings), which the input reuses.
+	strings map[string]*ast.Term
 }
 
 // SetDecisionCacheSize sets how many decisions of each kind the bundle
@@ -139,53 +144,56 @@ func Load(ctx context.Context, fsys fs.FS, source string) (*Bundle, error) {
 	b.SetDecisionCacheSize(DefaultDecisionCacheSize)
 	b.store = inmem.NewFromObjectWithOpts(b.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 
-	data := &dataCache{}
-	prepare := func(text string) (*query, error) {
-		q, err := prepareQuery(b.compiler, b.store, data, text)
-		if err != nil {
-			return nil, fmt.Errorf("policy bundle %s: preparing %s: %w", source, text, err)
-		}
-		return q, nil
-	}
-	if b.mutation, err = prepare("result = " + MutationQuery); err != nil {
-		return nil, err
-	}
-	if b.validation, err = prepare("deny = " + DenyQuery + "; warn = " + WarnQuery); err != nil {
-		return nil, err
-	}
-	if b.plan, err = prepare("plan = " + PlanQuery); err != nil {
-		return nil, err
-	}
-	b.Evaluator = EvaluatorCompiled
-	if err := b.compile(ctx); err != nil {
-		b.Evaluator = EvaluatorTopdown + " (" + err.Error() + ")"
+	if err := b.prepare(ctx); err != nil {
+		return nil, fmt.Errorf("policy bundle %s: %w", source, err)
 	}
 	return b, nil
 }
 
-// The evaluators a bundle can use.
-const (
-	EvaluatorCompiled = "compiled"
-	EvaluatorTopdown  = "topdown"
-)
+// prepare prepares the bundle's queries for both evaluators and chooses the
+// compiled one; when any query cannot be compiled, none is, topdown
+// evaluates them all, and Evaluator says why.
+func (b *Bundle) prepare(ctx context.Context) error {
+	data := &dataCache{}
+	queries := []*query{
+		{text: "result = " + MutationQuery},
+		{text: "deny = " + DenyQuery + "; warn = " + WarnQuery},
+		{text: "plan = " + PlanQuery},
+	}
+	for _, q := range queries {
+		td, err := newTopdownQuery(b.compiler, b.store, data, q.text)
+		if err != nil {
+			return fmt.Errorf("preparing %s: %w", q.text, err)
+		}
+		q.topdown, q.eval = td, td
+	}
+	b.mutation, b.validation, b.plan = queries[0], queries[1], queries[2]
+	b.strings = knownStrings(b.data, b.modules)
+	b.Evaluator = EvaluatorCompiled
+	if err := b.compile(ctx, queries); err != nil {
+		b.Evaluator = EvaluatorTopdown + " (" + err.Error() + ")"
+	}
+	return nil
+}
 
 // compile plans the bundle's queries with OPA's planner and prepares them to
-// run as compiled programs. When any query cannot be compiled, none is, and
-// topdown evaluates them all.
-func (b *Bundle) compile(ctx context.Context) error {
+// run as compiled programs. When any query cannot be compiled, none is.
+func (b *Bundle) compile(ctx context.Context, queries []*query) error {
 	data, err := ast.InterfaceToValue(b.data)
 	if err != nil {
 		return fmt.Errorf("data: %w", err)
 	}
-	progs := make([]*program, 0, 3)
-	for _, q := range []*query{b.mutation, b.validation, b.plan} {
-		p, err := compileQuery(ctx, b.compiler, b.store, data, q.text)
+	progs := make([]Evaluator, len(queries))
+	for i, q := range queries {
+		p, err := newEvaluator(ctx, EvaluatorCompiled, b.compiler, b.store, data, q.text)
 		if err != nil {
 			return fmt.Errorf("planning %s: %w", q.text, err)
 		}
-		progs = append(progs, p)
+		progs[i] = p
 	}
-	b.mutation.prog, b.validation.prog, b.plan.prog = progs[0], progs[1], progs[2]
+	for i, q := range queries {
+		q.eval = progs[i]
+	}
 	return nil
 }
 
@@ -198,7 +206,9 @@ func (b *Bundle) UseEvaluator(name string) error {
 	case EvaluatorCompiled:
 		return nil
 	case EvaluatorTopdown:
-		b.mutation.prog, b.validation.prog, b.plan.prog = nil, nil, nil
+		for _, q := range []*query{b.mutation, b.validation, b.plan} {
+			q.eval = q.topdown
+		}
 		b.Evaluator = EvaluatorTopdown
 		return nil
 	}
@@ -206,7 +216,10 @@ func (b *Bundle) UseEvaluator(name string) error {
 }
 
 // Compiled reports whether the bundle's queries run as compiled programs.
-func (b *Bundle) Compiled() bool { return b.mutation.prog != nil }
+func (b *Bundle) Compiled() bool {
+	_, ok := b.mutation.eval.(*compiled.Program)
+	return ok
+}
 
 func hiddenOrUnknown(info fs.FileInfo) bool {
 	name := info.Name()

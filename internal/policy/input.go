@@ -1,8 +1,14 @@
 package policy
 
 import (
+	"cmp"
+	"slices"
+	"strings"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nsprov/nsprov/internal/policy/compiled"
 )
 
 // Request is the part of an AdmissionRequest for a Namespace that the policy
@@ -52,25 +58,95 @@ var (
 	nullTerm = ast.NullTerm()
 )
 
-// knownStrings holds one shared term for each string that appears in most
-// inputs: nsprov's annotation and label keys, the values of its catalogues,
-// operations, the common Kubernetes labels and phases. Reusing them saves two
-// allocations per string on every request; any other string gets a term of
-// its own. Terms are never modified by the evaluator, so sharing them is safe.
-var knownStrings = func() map[string]*ast.Term {
-	m := map[string]*ast.Term{}
-	for _, s := range []string{
-		"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy",
-		"nsprov.io/features", "nsprov.io/reprovision", "nsprov.io/requested-by", "nsprov.io/workflow",
-		"development", "staging", "production", "micro", "small", "medium", "large",
-		"isolated", "team", "open", "istio", "monitoring-enhanced",
-		"CREATE", "UPDATE", "Active", "Terminating", "", "v1", "Namespace",
-		"system:authenticated", "kubernetes.io/metadata.name",
-	} {
-		m[s] = ast.StringTerm(s)
+// Bounds of the known strings of a bundle.
+const (
+	maxKnownStrings      = 4096
+	maxKnownStringLength = 256
+)
+
+// kubernetesStrings are strings of most inputs that come from Kubernetes,
+// not from the policy: operations, phases, the fields the input builder
+// writes, the group every authenticated user has and the name label.
+var kubernetesStrings = []string{
+	"CREATE", "UPDATE", "Active", "Terminating", "", "v1", "Namespace",
+	"system:authenticated", "kubernetes.io/metadata.name",
+}
+
+// knownStrings returns one shared term for each string that appears in most
+// inputs: the Kubernetes strings above and every string the bundle itself
+// spells, in its data (keys and values: the catalogues) and as literals of
+// its modules (annotation and label keys, allowed values). Reusing them
+// saves two allocations per string on every request; any other string gets
+// a term of its own. Terms are never modified by the evaluators, so sharing
+// them is safe. Long strings (messages) are left out, and the set is bounded.
+func knownStrings(data map[string]any, modules map[string]*ast.Module) map[string]*ast.Term {
+	seen := map[string]struct{}{}
+	add := func(s string) {
+		if len(s) <= maxKnownStringLength {
+			seen[s] = struct{}{}
+		}
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case string:
+			add(v)
+		case map[string]any:
+			for k, x := range v {
+				add(k)
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	walk(data)
+	for _, m := range modules {
+		ast.WalkTerms(m, func(t *ast.Term) bool {
+			if s, ok := t.Value.(ast.String); ok {
+				add(string(s))
+			}
+			return false
+		})
+	}
+	all := make([]string, 0, len(seen))
+	for s := range seen {
+		all = append(all, s)
+	}
+	// Kubernetes' strings first, then the bundle's, shortest first: when
+	// there are too many, the catalogue values and keys stay.
+	slices.SortFunc(all, func(a, b string) int { return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b)) })
+	all = append(slices.Clone(kubernetesStrings), all...)
+	m := make(map[string]*ast.Term, min(len(all), maxKnownStrings))
+	for _, s := range all {
+		if len(m) == maxKnownStrings {
+			break
+		}
+		if _, ok := m[s]; !ok {
+			m[s] = ast.StringTerm(s)
+		}
 	}
 	return m
-}()
+}
+
+// inputArena makes the terms of an input: known strings are shared, other
+// terms come from an arena.
+type inputArena struct {
+	compiled.TermArena
+	known map[string]*ast.Term
+}
+
+func (a *inputArena) term(v ast.Value) *ast.Term { return a.Term(v) }
+
+// str returns the shared term of a known string, or a new one.
+func (a *inputArena) str(s string) *ast.Term {
+	if t, ok := a.known[s]; ok {
+		return t
+	}
+	return a.Term(ast.String(s))
+}
 
 // statusTerms holds the status of a Namespace in each phase.
 var statusTerms = func() map[string]*ast.Term {
@@ -86,12 +162,17 @@ var (
 	kindItem       = ast.Item(keyKind, ast.StringTerm("Namespace"))
 )
 
-// Value builds input for the policy directly as an OPA value, without a JSON
+// input builds the policy input of a request with the bundle's known
+// strings (see Request.value).
+func (b *Bundle) input(r *Request) ast.Value { return r.value(b.strings) }
+
+// value builds input for the policy directly as an OPA value, without a JSON
 // round trip: input.request holds uid, kind, operation, userInfo, dryRun,
 // object and oldObject. A Namespace carries apiVersion, kind, metadata (name,
 // uid, labels, annotations, deletionTimestamp when set) and status.phase.
-func (r *Request) Value() ast.Value {
-	var a termArena
+// Strings in known share their terms.
+func (r *Request) value(known map[string]*ast.Term) ast.Value {
+	a := inputArena{known: known}
 	var groupBuf [8]*ast.Term
 	groups := groupBuf[:0]
 	for _, g := range r.Groups {
@@ -118,7 +199,7 @@ func (r *Request) Value() ast.Value {
 	return ast.NewObject(ast.Item(keyRequest, a.term(req)))
 }
 
-func namespaceTerm(a *termArena, ns *corev1.Namespace, name *ast.Term) *ast.Term {
+func namespaceTerm(a *inputArena, ns *corev1.Namespace, name *ast.Term) *ast.Term {
 	var buf [5][2]*ast.Term
 	meta := append(buf[:0],
 		ast.Item(keyName, name),
@@ -143,7 +224,7 @@ func namespaceTerm(a *termArena, ns *corev1.Namespace, name *ast.Term) *ast.Term
 	))
 }
 
-func stringMapTerm(a *termArena, m map[string]string) *ast.Term {
+func stringMapTerm(a *inputArena, m map[string]string) *ast.Term {
 	var buf [16][2]*ast.Term
 	items := buf[:0]
 	for k, v := range m {

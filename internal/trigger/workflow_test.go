@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/policy"
 )
 
@@ -64,7 +65,7 @@ func requested(t *testing.T, name string, annotations map[string]string) (*corev
 		a[k] = v
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, UID: "6f1c2a7e-4b1d-4c55-9a3e-0c2b7d9e8f10", Annotations: a}}
-	d, err := b.Decide(ctx, &policy.Request{Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"}, Object: ns})
+	d, err := admission.Decide(ctx, b, &policy.Request{Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"}, Object: ns})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/yaml"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	nsadmission "github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/policies"
 )
@@ -148,7 +149,7 @@ func runEval(ctx context.Context, o *EvalOptions, s streams) error {
 	if err := b.UseEvaluator(o.Evaluator); err != nil {
 		return usageError(err)
 	}
-	d, err := b.Decide(ctx, req)
+	d, err := nsadmission.Decide(ctx, b, req)
 	if err != nil {
 		return usageError(fmt.Errorf("policy bundle %s (revision %s): %w", b.Source, b.Revision, err))
 	}
@@ -228,7 +229,7 @@ func readNamespace(path string, stdin io.Reader) (*corev1.Namespace, error) {
 	return ns, nil
 }
 
-func printDecision(w io.Writer, d *policy.Decision, b *policy.Bundle) error {
+func printDecision(w io.Writer, d *nsadmission.Decision, b *policy.Bundle) error {
 	var buf bytes.Buffer
 	verdict := "ALLOWED"
 	if !d.Allowed {

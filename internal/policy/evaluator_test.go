@@ -10,17 +10,48 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
-	"github.com/open-policy-agent/opa/v1/topdown"
 	"github.com/open-policy-agent/opa/v1/util"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nsprov/nsprov/internal/policy/compiled"
 )
 
-// compiledCase is a Rego program evaluated by topdown and by the compiled
-// program on each input; the results (or the fact that both fail) must be the
-// same.
+// evaluators are the evaluators every test of this file runs through the
+// Evaluator interface.
+var evaluators = []string{EvaluatorCompiled, EvaluatorTopdown}
+
+// prepareEvaluator prepares query on modules and data with the named
+// evaluator; strict selects what a builtin's error does (see Evaluator).
+func prepareEvaluator(ctx context.Context, name string, compiler *ast.Compiler, data map[string]any, query string, strict bool) (Evaluator, error) {
+	dv, err := ast.InterfaceToValue(data)
+	if err != nil {
+		return nil, err
+	}
+	e, err := newEvaluator(ctx, name, compiler, inmem.NewFromObject(data), dv, query)
+	if err != nil {
+		return nil, err
+	}
+	switch e := e.(type) {
+	case *topdownQuery:
+		e.strict = strict
+	case *compiled.Program:
+		e.SetStrictBuiltinErrors(strict)
+	}
+	return e, nil
+}
+
+// queryVar reports whether a result's variable is one of the query's own, as
+// the rego package reports them: not the planner's ^term variables, nor
+// wildcards or generated locals.
+func queryVar(name string) bool {
+	return !strings.HasPrefix(name, "^") && !strings.HasPrefix(name, "$") && !strings.HasPrefix(name, "__local")
+}
+
+// compiledCase is a Rego program evaluated by the rego package (topdown) and
+// by each evaluator on each input; the results (or the fact that all fail)
+// must be the same.
 type compiledCase struct {
 	name    string
 	modules []string
@@ -227,8 +258,9 @@ func evalTopdownJSON(ctx context.Context, modules []string, data map[string]any,
 	return out, nil
 }
 
-// compileCase compiles a case's modules and query into a program.
-func compileCase(ctx context.Context, tb testing.TB, c compiledCase, data map[string]any) *program {
+// compileCase compiles a case's modules and prepares its query with the
+// named evaluator.
+func compileCase(ctx context.Context, tb testing.TB, evaluator string, c compiledCase, data map[string]any) Evaluator {
 	tb.Helper()
 	mods := map[string]*ast.Module{}
 	for i, m := range c.modules {
@@ -238,74 +270,76 @@ func compileCase(ctx context.Context, tb testing.TB, c compiledCase, data map[st
 	if compiler.Compile(mods); compiler.Failed() {
 		tb.Fatal(compiler.Errors)
 	}
-	store := inmem.NewFromObject(data)
-	dv, err := ast.InterfaceToValue(data)
+	e, err := prepareEvaluator(ctx, evaluator, compiler, data, c.query, true)
 	if err != nil {
-		tb.Fatal(err)
+		tb.Fatalf("preparing: %v", err)
 	}
-	p, err := compileQuery(ctx, compiler, store, dv, c.query)
-	if err != nil {
-		tb.Fatalf("compiling: %v", err)
-	}
-	return p
+	return e
 }
 
-func TestCompiledMatchesTopdown(t *testing.T) {
+// TestEvaluatorsMatchRego runs each case through each evaluator and compares
+// the results with the rego package's.
+func TestEvaluatorsMatchRego(t *testing.T) {
 	ctx := context.Background()
-	for _, c := range compiledCases {
-		t.Run(c.name, func(t *testing.T) {
-			data := map[string]any{}
-			if c.data != "" {
-				if err := util.UnmarshalJSON([]byte(c.data), &data); err != nil {
-					t.Fatal(err)
-				}
+	for _, evaluator := range evaluators {
+		for _, c := range compiledCases {
+			t.Run(evaluator+"/"+c.name, func(t *testing.T) {
+				testMatchesRego(ctx, t, evaluator, c)
+			})
+		}
+	}
+}
+
+func testMatchesRego(ctx context.Context, t *testing.T, evaluator string, c compiledCase) {
+	data := map[string]any{}
+	if c.data != "" {
+		if err := util.UnmarshalJSON([]byte(c.data), &data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := compileCase(ctx, t, evaluator, c, data)
+	for _, in := range c.inputs {
+		var input any
+		var inputValue ast.Value
+		if in != "" {
+			if err := util.UnmarshalJSON([]byte(in), &input); err != nil {
+				t.Fatal(err)
 			}
-			p := compileCase(ctx, t, c, data)
-			for _, in := range c.inputs {
-				var input any
-				var inputValue ast.Value
-				if in != "" {
-					if err := util.UnmarshalJSON([]byte(in), &input); err != nil {
+			inputValue = ast.MustInterfaceToValue(input)
+		}
+		want, wantErr := evalTopdownJSON(ctx, c.modules, data, c.query, input, in != "")
+		var got []string
+		gotErr := e.Eval(ctx, inputValue, func(r ast.Object) bool {
+			vars := map[string]any{}
+			r.Foreach(func(k, v *ast.Term) {
+				if name := string(k.Value.(ast.String)); queryVar(name) {
+					j, err := ast.JSON(v.Value)
+					if err != nil {
 						t.Fatal(err)
 					}
-					inputValue = ast.MustInterfaceToValue(input)
+					vars[name] = j
 				}
-				want, wantErr := evalTopdownJSON(ctx, c.modules, data, c.query, input, in != "")
-				var got []string
-				gotErr := p.run(ctx, inputValue, func(r *ast.Term) {
-					// Only the query's own variables, as the rego package
-					// reports them: not the planner's ^term variables.
-					vars := map[string]any{}
-					r.Value.(ast.Object).Foreach(func(k, v *ast.Term) {
-						if name := string(k.Value.(ast.String)); !strings.HasPrefix(name, "^") {
-							j, err := ast.JSON(v.Value)
-							if err != nil {
-								t.Fatal(err)
-							}
-							vars[name] = j
-						}
-					})
-					b, _ := json.Marshal(vars)
-					got = append(got, string(b))
-				})
-				sort.Strings(got)
-				if c.wantErr {
-					if wantErr == nil || gotErr == nil {
-						t.Errorf("input %s: want an error from both evaluators, got topdown %v and compiled %v", in, wantErr, gotErr)
-					}
-					continue
-				}
-				if wantErr != nil || gotErr != nil {
-					t.Fatalf("input %s: topdown error %v, compiled error %v", in, wantErr, gotErr)
-				}
-				if len(want) == 0 {
-					t.Errorf("input %s: the case yields no result; make it exercise something", in)
-				}
-				if !reflect.DeepEqual(got, want) {
-					t.Errorf("input %s:\ncompiled %s\ntopdown  %s", in, strings.Join(got, "\n         "), strings.Join(want, "\n         "))
-				}
-			}
+			})
+			b, _ := json.Marshal(vars)
+			got = append(got, string(b))
+			return true
 		})
+		sort.Strings(got)
+		if c.wantErr {
+			if wantErr == nil || gotErr == nil {
+				t.Errorf("input %s: want an error from both, got rego %v and %s %v", in, wantErr, evaluator, gotErr)
+			}
+			continue
+		}
+		if wantErr != nil || gotErr != nil {
+			t.Fatalf("input %s: rego error %v, %s error %v", in, wantErr, evaluator, gotErr)
+		}
+		if len(want) == 0 {
+			t.Errorf("input %s: the case yields no result; make it exercise something", in)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("input %s:\n%-8s %s\nrego     %s", in, evaluator, strings.Join(got, "\n         "), strings.Join(want, "\n         "))
+		}
 	}
 }
 
@@ -379,8 +413,8 @@ func TestCompiledBundleMatchesTopdown(t *testing.T) {
 	rules := map[string]bool{}
 	for _, req := range requestCorpus() {
 		what := fmt.Sprintf("%s by %s of %s %v (old %v)", req.Operation, req.Username, req.Object.Name, req.Object.Annotations, req.OldObject != nil)
-		wantD, wantErr := reference.Decide(ctx, req)
-		gotD, gotErr := compiled.Decide(ctx, req)
+		wantD, wantErr := decide(ctx, reference, req)
+		gotD, gotErr := decide(ctx, compiled, req)
 		if wantErr != nil || gotErr != nil {
 			t.Fatalf("%s: topdown error %v, compiled error %v", what, wantErr, gotErr)
 		}
@@ -404,7 +438,7 @@ func TestCompiledBundleMatchesTopdown(t *testing.T) {
 		for _, r := range wantV.Rules() {
 			rules[r] = true
 		}
-		for _, r := range wantD.Violations {
+		for _, r := range wantD.Validation.Violations {
 			rules[r.Rule] = true
 		}
 	}
@@ -428,106 +462,16 @@ func TestUseEvaluatorTopdown(t *testing.T) {
 	if err := b.UseEvaluator(EvaluatorTopdown); err != nil {
 		t.Fatal(err)
 	}
-	if b.Evaluator != EvaluatorTopdown || b.mutation.prog != nil || b.validation.prog != nil || b.plan.prog != nil {
-		t.Fatalf("after UseEvaluator(topdown): evaluator %q", b.Evaluator)
+	for _, q := range []*query{b.mutation, b.validation, b.plan} {
+		if _, ok := q.eval.(*topdownQuery); !ok || b.Evaluator != EvaluatorTopdown || b.Compiled() {
+			t.Fatalf("after UseEvaluator(topdown): evaluator %q, %s evaluated by %T", b.Evaluator, q.text, q.eval)
+		}
 	}
-	d, err := b.Decide(context.Background(), &Request{Operation: "CREATE", Username: "mallory", Object: namespace("x", nil, nil)})
+	d, err := decide(context.Background(), b, &Request{Operation: "CREATE", Username: "mallory", Object: namespace("x", nil, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Allowed || len(d.Violations) != 1 || d.Violations[0].Rule != "request-required" {
+	if d.Validation.Allowed() || len(d.Validation.Violations) != 1 || d.Validation.Violations[0].Rule != "request-required" {
 		t.Fatalf("topdown decision: %+v", d)
-	}
-}
-
-// TestFoldedConstantsStayConstant runs a hand-written plan that modifies a
-// folded literal through another local, which the planner does not emit:
-// the evaluation gets a copy, and the constant shared by all evaluations
-// stays as it was.
-func TestFoldedConstantsStayConstant(t *testing.T) {
-	str := func(i int) ir.Operand { return ir.Operand{Value: ir.StringIndex(i)} }
-	local := func(l int) ir.Operand { return ir.Operand{Value: ir.Local(l)} }
-	pol := &ir.Policy{
-		Static: &ir.Static{Strings: []*ir.StringConst{{Value: "a"}, {Value: "b"}, {Value: "x"}, {Value: "c"}}},
-		Plans: &ir.Plans{Plans: []*ir.Plan{{Name: "eval", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
-			&ir.MakeSetStmt{Target: 2},
-			&ir.SetAddStmt{Value: str(0), Set: 2},
-			&ir.AssignVarStmt{Source: local(2), Target: 3},
-			&ir.SetAddStmt{Value: str(1), Set: 3},
-			&ir.MakeObjectStmt{Target: 4},
-			&ir.ObjectInsertStmt{Key: str(2), Value: local(3), Object: 4},
-			&ir.ObjectInsertStmt{Key: str(3), Value: local(2), Object: 4},
-			&ir.ResultSetAddStmt{Value: 4},
-		}}}}}},
-		Funcs: &ir.Funcs{},
-	}
-	p, err := newProgram(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p.constTerms) != 1 {
-		t.Fatalf("%d constants folded, want the literal set", len(p.constTerms))
-	}
-	for run := 0; run < 3; run++ {
-		res, err := p.first(context.Background(), ast.NewObject())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := ast.MustParseTerm(`{"x": {"a", "b"}, "c": {"a"}}`); res.Compare(want.Value) != 0 {
-			t.Fatalf("run %d: %v, want %v", run, res, want)
-		}
-	}
-	for c := range p.constTerms {
-		if want := ast.MustParseTerm(`{"a"}`); c.Value.Compare(want.Value) != 0 {
-			t.Errorf("the folded constant became %v", c)
-		}
-	}
-}
-
-// TestCompiledEvaluationRecoversFromPanics: a panic inside an evaluation is
-// an error for that request, and the program keeps working.
-func TestCompiledEvaluationRecoversFromPanics(t *testing.T) {
-	pol := &ir.Policy{
-		Static: &ir.Static{Strings: []*ir.StringConst{{Value: "k"}}},
-		Plans: &ir.Plans{Plans: []*ir.Plan{{Name: "eval", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
-			// Local 2 is undefined: inserting into it is an internal error.
-			&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(0)}, Value: ir.Operand{Value: ir.Local(0)}, Object: 2},
-		}}}}}},
-		Funcs: &ir.Funcs{},
-	}
-	p, err := newProgram(pol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.first(context.Background(), ast.NewObject()); err == nil || !strings.Contains(err.Error(), "internal error: object insert into null") {
-		t.Fatalf("insert into an undefined local: %v", err)
-	}
-
-	// A builtin that panics: the request fails, the next one is answered.
-	topdown.RegisterBuiltinFunc("nsprov_test.panics", func(_ topdown.BuiltinContext, ops []*ast.Term, iter func(*ast.Term) error) error {
-		if ops[0].Value.Compare(ast.String("boom")) == 0 {
-			panic("boom")
-		}
-		return iter(ops[0])
-	})
-	pol = &ir.Policy{
-		Static: &ir.Static{Strings: []*ir.StringConst{{Value: "v"}}},
-		Plans: &ir.Plans{Plans: []*ir.Plan{{Name: "eval", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
-			&ir.CallStmt{Func: "nsprov_test.panics", Args: []ir.Operand{{Value: ir.Local(0)}}, Result: 2},
-			&ir.MakeObjectStmt{Target: 3},
-			&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(0)}, Value: ir.Operand{Value: ir.Local(2)}, Object: 3},
-			&ir.ResultSetAddStmt{Value: 3},
-		}}}}}},
-		Funcs: &ir.Funcs{},
-	}
-	if p, err = newProgram(pol); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.first(context.Background(), ast.String("boom")); err == nil || !strings.Contains(err.Error(), "compiled evaluation failed: boom; run nsprov with --policy-evaluator topdown") {
-		t.Fatalf("panicking builtin: %v", err)
-	}
-	res, err := p.first(context.Background(), ast.String("fine"))
-	if err != nil || res.Compare(ast.MustParseTerm(`{"v": "fine"}`).Value) != 0 {
-		t.Fatalf("after the panic: %v, %v", res, err)
 	}
 }
