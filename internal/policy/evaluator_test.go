@@ -394,12 +394,12 @@ func requestCorpus() []*Request {
 
 func TestCompiledBundleMatchesTopdown(t *testing.T) {
 	ctx := context.Background()
-	compiled, err := LoadEmbedded(ctx)
+	fast, err := LoadEmbedded(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if compiled.Evaluator != EvaluatorCompiled {
-		t.Fatalf("the embedded bundle is evaluated by %q, want %q", compiled.Evaluator, EvaluatorCompiled)
+	if fast.Evaluator != EvaluatorCompiled {
+		t.Fatalf("the embedded bundle is evaluated by %q, want %q", fast.Evaluator, EvaluatorCompiled)
 	}
 	reference, err := LoadEmbedded(ctx)
 	if err != nil {
@@ -408,13 +408,13 @@ func TestCompiledBundleMatchesTopdown(t *testing.T) {
 	if err := reference.UseEvaluator(EvaluatorTopdown); err != nil {
 		t.Fatal(err)
 	}
-	compiled.SetDecisionCacheSize(0)
+	fast.SetDecisionCacheSize(0)
 	reference.SetDecisionCacheSize(0)
 	rules := map[string]bool{}
 	for _, req := range requestCorpus() {
 		what := fmt.Sprintf("%s by %s of %s %v (old %v)", req.Operation, req.Username, req.Object.Name, req.Object.Annotations, req.OldObject != nil)
 		wantD, wantErr := decide(ctx, reference, req)
-		gotD, gotErr := decide(ctx, compiled, req)
+		gotD, gotErr := decide(ctx, fast, req)
 		if wantErr != nil || gotErr != nil {
 			t.Fatalf("%s: topdown error %v, compiled error %v", what, wantErr, gotErr)
 		}
@@ -428,7 +428,7 @@ func TestCompiledBundleMatchesTopdown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotV, err := compiled.Validate(ctx, req)
+		gotV, err := fast.Validate(ctx, req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,5 +473,27 @@ func TestUseEvaluatorTopdown(t *testing.T) {
 	}
 	if d.Validation.Allowed() || len(d.Validation.Violations) != 1 || d.Validation.Violations[0].Rule != "request-required" {
 		t.Fatalf("topdown decision: %+v", d)
+	}
+}
+
+// TestEvaluatorsStopYielding: once yield returns false it is not called
+// again, while the evaluation still runs to its end.
+func TestEvaluatorsStopYielding(t *testing.T) {
+	ctx := context.Background()
+	c := compiledCases[len(compiledCases)-1] // several results
+	for _, evaluator := range evaluators {
+		t.Run(evaluator, func(t *testing.T) {
+			e := compileCase(ctx, t, evaluator, c, map[string]any{})
+			for _, stopAfter := range []int{1, 2} {
+				calls := 0
+				err := e.Eval(ctx, ast.MustParseTerm(`{"skip": "z"}`).Value, func(ast.Object) bool {
+					calls++
+					return calls < stopAfter
+				})
+				if err != nil || calls != stopAfter {
+					t.Errorf("stop after %d: yield called %d times, error %v", stopAfter, calls, err)
+				}
+			}
+		})
 	}
 }
