@@ -24,8 +24,10 @@
 //   - functions of input and data alone (complete and partial rules) are
 //     memoized for one evaluation, and a `with` evaluates under fresh memos.
 //
-// The package is split by concern: plan.go gets the plan from OPA,
-// program.go checks it and resolves its calls and constants (fold.go folds
-// literal collections), machine.go runs functions, stmt.go and scan.go the
-// statements, builtin.go calls builtins, and arena.go allocates terms.
+// The package is split by concern: plan.go gets the plan from OPA;
+// program.go makes a Program of it and runs it; prepare.go checks its
+// statements and resolves calls and constants once; fold.go folds literal
+// collections into constants; machine.go holds the state of one evaluation
+// and calls functions; stmt.go runs statements, scan.go loops and `with`,
+// builtin.go builtin and dynamic calls; arena.go allocates terms.
 package compiled
