@@ -140,13 +140,14 @@ func (q *topdownQuery) Eval(ctx context.Context, input ast.Value, yield func(ast
 
 // object turns topdown's bindings into an object of variable names.
 func (q *topdownQuery) object(qr topdown.QueryResult) ast.Object {
-	obj := ast.NewObject()
+	var buf [4][2]*ast.Term
+	items := buf[:0]
 	for v, t := range qr {
 		if name, ok := q.names[v]; ok {
-			obj.Insert(name, t)
+			items = append(items, ast.Item(name, t))
 		}
 	}
-	return obj
+	return ast.NewObject(items...)
 }
 
 // Evaluation caches. OPA's evaluator remembers, during one query, the value
