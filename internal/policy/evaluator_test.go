@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -495,5 +497,41 @@ func TestEvaluatorsStopYielding(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestFallbackToTopdown: a bundle the planner cannot plan loads, says why
+// in Evaluator, and is evaluated by topdown with the same decisions.
+func TestFallbackToTopdown(t *testing.T) {
+	ctx := context.Background()
+	files := embeddedFiles(t)
+	// Rules of one path prefix that refer back into it are one function to
+	// the planner, which cannot plan that reference; topdown can.
+	files["probe.rego"] = &fstest.MapFile{Data: []byte(`package nsprov.validation
+
+import rego.v1
+
+probe[k].b := 1 if some k in ["p"]
+
+probe.q.c := v if v := probe.p.b
+
+deny contains {"rule": "probe", "message": "probed"} if probe.q.c == 1
+`)}
+	b, err := Load(ctx, files, "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Compiled() || !strings.HasPrefix(b.Evaluator, EvaluatorTopdown+" (planning deny = "+DenyQuery) || !strings.Contains(b.Evaluator, "is not supported") {
+		t.Fatalf("evaluator %q, compiled %v; want topdown with the planner's reason", b.Evaluator, b.Compiled())
+	}
+	if err := b.UseEvaluator(EvaluatorCompiled); err != nil || b.Compiled() {
+		t.Fatalf("UseEvaluator(compiled) on a bundle that cannot be compiled: %v, compiled %v", err, b.Compiled())
+	}
+	v, err := b.Validate(ctx, &Request{Operation: "CREATE", Username: "alice", Object: namespace("x", nil, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(v.Rules(), "probe") {
+		t.Errorf("topdown decision %+v lacks the probe rule", v)
 	}
 }
