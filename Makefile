@@ -35,6 +35,10 @@ vet: ## Run go vet.
 policy-test: ## Run the Rego tests of the embedded bundle, reported like opa test.
 	$(GO) run ./cmd/webhook policy test --verbose
 
+.PHONY: docs
+docs: ## Regenerate docs/cli.md and charts/nsprov/README.md from the commands and the chart (their tests fail when they are stale).
+	NSPROV_UPDATE_DOCS=1 $(GO) test -count=1 -run '^(TestCLIReferenceIsCurrent|TestChartReadmeIsCurrent)$$' ./cmd/webhook/app/ ./hack/gendocs/
+
 ##@ Run
 
 .PHONY: dev

@@ -6,49 +6,72 @@ import (
 	"strings"
 )
 
-// Section is the README heading whose console blocks the test runs.
-const Section = "## Walkthrough"
+// A Part is one section of a page whose console blocks the walkthrough test
+// runs. The walkthrough starts in README.md and goes on in the docs/ pages
+// that explain each part; the parts run in order in one environment.
+type Part struct {
+	// File is the page, relative to the repository root.
+	File string
+	// Section is the heading line of the section, for example "## Walkthrough".
+	// The section ends at the next heading of the same or a higher level.
+	Section string
+	// MinSteps is the fewest commands the section holds; fewer means the
+	// section was renamed, cut or not found whole.
+	MinSteps int
+}
 
-// A Step is one command of the walkthrough and the output the README shows.
+// A Step is one command of the walkthrough and the output the page shows.
 type Step struct {
 	// Command is the shell command without its "$ " prompt; continuation
 	// lines and here-documents are part of it.
 	Command string
 	// Output is the documented output, one entry per line.
 	Output []string
-	// Line is the README line of the command (1-based).
+	// Line is the page's line of the command (1-based).
 	Line int
-	// outStart and outEnd delimit the output lines in the README (0-based,
+	// outStart and outEnd delimit the output lines in the page (0-based,
 	// end exclusive), for rewriting.
 	outStart, outEnd int
 }
 
 var heredoc = regexp.MustCompile(`<<-?\s*'?"?([A-Za-z_]+)'?"?`)
 
-// Parse returns the steps of the walkthrough section of a README: every
-// "$ command" line of its ```console blocks and the lines up to the next
-// command or the end of the block.
-func Parse(readme string) ([]Step, error) {
-	lines := strings.Split(readme, "\n")
+// Parse returns the steps of one section of a page: every "$ command" line
+// of the section's ```console blocks and the lines up to the next command or
+// the end of the block. section is the heading line, for example
+// "## Walkthrough"; the section ends at the next heading of the same or a
+// higher level (outside code blocks).
+func Parse(page, section string) ([]Step, error) {
+	lines := strings.Split(page, "\n")
+	level := headingLevel(section)
+	if level == 0 {
+		return nil, fmt.Errorf("%q is not a markdown heading", section)
+	}
 	start := -1
 	for i, l := range lines {
-		if strings.TrimSpace(l) == Section {
+		if strings.TrimSpace(l) == section {
 			start = i + 1
 			break
 		}
 	}
 	if start < 0 {
-		return nil, fmt.Errorf("README has no %q section", Section)
+		return nil, fmt.Errorf("no %q section", section)
 	}
 	var steps []Step
-	inBlock := false
+	inBlock, inOther := false, false
 	for i := start; i < len(lines); i++ {
 		l := lines[i]
-		if !inBlock && strings.HasPrefix(l, "## ") {
-			break
+		if inOther {
+			inOther = !strings.HasPrefix(strings.TrimSpace(l), "```")
+			continue
 		}
 		if !inBlock {
-			inBlock = strings.TrimSpace(l) == "```console"
+			if n := headingLevel(l); n > 0 && n <= level {
+				break
+			}
+			trimmed := strings.TrimSpace(l)
+			inBlock = trimmed == "```console"
+			inOther = !inBlock && strings.HasPrefix(trimmed, "```")
 			continue
 		}
 		if strings.TrimSpace(l) == "```" {
@@ -57,7 +80,7 @@ func Parse(readme string) ([]Step, error) {
 		}
 		if !strings.HasPrefix(l, "$ ") {
 			if len(steps) == 0 || steps[len(steps)-1].outEnd != i {
-				return nil, fmt.Errorf("README line %d: output before any command in a console block", i+1)
+				return nil, fmt.Errorf("line %d: output before any command in a console block", i+1)
 			}
 			steps[len(steps)-1].Output = append(steps[len(steps)-1].Output, l)
 			steps[len(steps)-1].outEnd = i + 1
@@ -81,14 +104,24 @@ func Parse(readme string) ([]Step, error) {
 		steps = append(steps, s)
 	}
 	if inBlock {
-		return nil, fmt.Errorf("README: a console block in %q is not closed", Section)
+		return nil, fmt.Errorf("a console block in %q is not closed", section)
 	}
 	return steps, nil
 }
 
-// Rewrite returns the README with each step's output replaced by outputs[i].
-func Rewrite(readme string, steps []Step, outputs [][]string) string {
-	lines := strings.Split(readme, "\n")
+// headingLevel is the level of a markdown heading line ("## x" is 2), or 0
+// when the line is not a heading.
+func headingLevel(line string) int {
+	n := len(line) - len(strings.TrimLeft(line, "#"))
+	if n == 0 || n > 6 || !strings.HasPrefix(line[n:], " ") {
+		return 0
+	}
+	return n
+}
+
+// Rewrite returns the page with each step's output replaced by outputs[i].
+func Rewrite(page string, steps []Step, outputs [][]string) string {
+	lines := strings.Split(page, "\n")
 	var out []string
 	next := 0
 	for i, s := range steps {

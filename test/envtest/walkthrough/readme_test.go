@@ -1,15 +1,19 @@
 package walkthrough
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nsprov/nsprov/test/envtest"
 )
 
-const sample = "# x\n\n## Walkthrough\n\ntext\n\n```console\n$ kubectl get ns\nNAME   AGE\na      5s\n$ echo a \\\n    b\na b\n```\n\n```sh\nnot run\n```\n\n```console\n$ cat > f <<'EOF'\nline\nEOF\n$ kubectl create -f x\nError from server (Forbidden): no\n```\n\n## Next\n\n```console\n$ not part of it\n```\n"
+const sample = "# x\n\n## Walkthrough\n\ntext\n\n```console\n$ kubectl get ns\nNAME   AGE\na      5s\n$ echo a \\\n    b\na b\n```\n\n```sh\n# not a heading, not run\n$ not run\n```\n\n### A subsection\n\n```console\n$ cat > f <<'EOF'\nline\nEOF\n$ kubectl create -f x\nError from server (Forbidden): no\n```\n\n## Next\n\n```console\n$ not part of it\n```\n"
 
 func TestParse(t *testing.T) {
-	steps, err := Parse(sample)
+	steps, err := Parse(sample, "## Walkthrough")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,19 +40,20 @@ func TestParse(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	for name, readme := range map[string]string{
-		"no section":         "# x\n",
-		"output first":       "## Walkthrough\n```console\nfoo\n```\n",
-		"block never closed": "## Walkthrough\n```console\n$ ls\n",
+	for name, tc := range map[string]struct{ page, section string }{
+		"no section":         {"# x\n", "## Walkthrough"},
+		"not a heading":      {"Walkthrough\n```console\n$ ls\n```\n", "Walkthrough"},
+		"output first":       {"## Walkthrough\n```console\nfoo\n```\n", "## Walkthrough"},
+		"block never closed": {"## Walkthrough\n```console\n$ ls\n", "## Walkthrough"},
 	} {
-		if _, err := Parse(readme); err == nil {
+		if _, err := Parse(tc.page, tc.section); err == nil {
 			t.Errorf("%s: Parse succeeded", name)
 		}
 	}
 }
 
 func TestRewrite(t *testing.T) {
-	steps, err := Parse(sample)
+	steps, err := Parse(sample, "## Walkthrough")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +63,33 @@ func TestRewrite(t *testing.T) {
 			t.Errorf("rewritten README lacks %q:\n%s", s, got)
 		}
 	}
-	if again, _ := Parse(got); len(again) != len(steps) {
+	if again, _ := Parse(got, "## Walkthrough"); len(again) != len(steps) {
 		t.Errorf("the rewritten README has %d steps, want %d", len(again), len(steps))
+	}
+}
+
+// TestParseSectionEnds checks where a section ends: at the next heading of
+// its level or a higher one, not at a deeper heading.
+func TestParseSectionEnds(t *testing.T) {
+	page := "# Page\n\n## Part: one\n\n```console\n$ one\n```\n\n### deeper\n\n```console\n$ two\n```\n\n## Part: two\n\n```console\n$ three\n```\n\n# Top\n\n```console\n$ four\n```\n"
+	for section, want := range map[string][]string{
+		"## Part: one": {"one", "two"},
+		"### deeper":   {"two"},
+		"## Part: two": {"three"},
+		"# Top":        {"four"},
+		"# Page":       {"one", "two", "three"},
+	} {
+		steps, err := Parse(page, section)
+		if err != nil {
+			t.Fatalf("%s: %v", section, err)
+		}
+		var got []string
+		for _, s := range steps {
+			got = append(got, s.Command)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Parse(%q) = %q, want %q", section, got, want)
+		}
 	}
 }
 
@@ -80,4 +110,29 @@ func TestNormalize(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Normalize = %q, want %q", got, want)
 	}
+}
+
+// TestPartsAreFound checks, without a control plane, that every part of the
+// walkthrough is where Parts says, whole, and that the examples are used.
+func TestPartsAreFound(t *testing.T) {
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []Step
+	for _, part := range Parts {
+		data, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(part.File)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		steps, err := Parse(string(data), part.Section)
+		if err != nil {
+			t.Fatalf("%s: %v", part.File, err)
+		}
+		if len(steps) < part.MinSteps {
+			t.Errorf("%s: the section %q has %d commands, want at least %d", part.File, part.Section, len(steps), part.MinSteps)
+		}
+		all = append(all, steps...)
+	}
+	checkExamplesAreUsed(t, root, all)
 }

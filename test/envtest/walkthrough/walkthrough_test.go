@@ -16,32 +16,73 @@ import (
 	"github.com/nsprov/nsprov/test/envtest/devenv"
 )
 
-// updateEnv, when set to 1, rewrites the README's documented outputs with the
-// outputs of this run (review the diff before committing it).
-const updateEnv = "NSPROV_UPDATE_README"
+// updateEnv, when set to 1, rewrites the documented outputs with the outputs
+// of this run (review the diff before committing it). `make docs` sets it for
+// the generated pages too; the walkthrough needs a control plane, so it is
+// refreshed by running this test with it.
+const updateEnv = "NSPROV_UPDATE_DOCS"
 
-// TestReadmeWalkthrough runs every command of the README's walkthrough, in
-// order, against the dev environment `make dev` runs, and compares each
-// output with the one the README shows.
+// Parts is the walkthrough, in the order it runs: README's walkthrough, then
+// its continuations in the pages on auditing, provisioning and policies. Each
+// part relies on the state the earlier ones leave (the audit counts bob's two
+// denials before the live rule adds a third). When a part moves, change this
+// list.
+var Parts = []Part{
+	{File: "README.md", Section: "## Walkthrough", MinSteps: 10},
+	{File: "docs/auditing.md", Section: "## Walkthrough: denials are on record", MinSteps: 4},
+	{File: "docs/provisioning.md", Section: "## Walkthrough: a tier change re-provisions", MinSteps: 2},
+	{File: "docs/policies.md", Section: "## Walkthrough: change a rule live", MinSteps: 4},
+}
+
+// page is one page of the walkthrough: its text and the steps of each of its
+// parts, in the order they run.
+type page struct {
+	path  string
+	text  string
+	parts [][]Step
+}
+
+// TestReadmeWalkthrough runs every command of the walkthrough (README's and
+// the parts in docs/ that continue it), in order, against the dev environment
+// `make dev` runs, and compares each output with the one the page shows.
 func TestReadmeWalkthrough(t *testing.T) {
 	root, err := envtest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	readmePath := filepath.Join(root, "README.md")
-	data, err := os.ReadFile(readmePath)
-	if err != nil {
-		t.Fatal(err)
+	pages := map[string]*page{}
+	var all []Step
+	type located struct {
+		page *page
+		part int
+		step int
 	}
-	readme := string(data)
-	steps, err := Parse(readme)
-	if err != nil {
-		t.Fatal(err)
+	var where []located
+	for _, part := range Parts {
+		pg := pages[part.File]
+		if pg == nil {
+			path := filepath.Join(root, filepath.FromSlash(part.File))
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pg = &page{path: path, text: string(data)}
+			pages[part.File] = pg
+		}
+		steps, err := Parse(pg.text, part.Section)
+		if err != nil {
+			t.Fatalf("%s: %v", part.File, err)
+		}
+		if len(steps) < part.MinSteps {
+			t.Fatalf("%s: the section %q has %d commands, want at least %d; it was not found whole", part.File, part.Section, len(steps), part.MinSteps)
+		}
+		for i := range steps {
+			where = append(where, located{page: pg, part: len(pg.parts), step: i})
+		}
+		pg.parts = append(pg.parts, steps)
+		all = append(all, steps...)
 	}
-	if len(steps) < 10 {
-		t.Fatalf("the walkthrough has %d commands; the README section %q was not found whole", len(steps), Section)
-	}
-	checkExamplesAreUsed(t, root, steps)
+	checkExamplesAreUsed(t, root, all)
 
 	// The walkthrough ends with a live policy edit, so the environment serves
 	// an exported copy of the embedded policies, as `make dev POLICY_DIR=...`.
@@ -71,31 +112,47 @@ func TestReadmeWalkthrough(t *testing.T) {
 	)
 
 	update := os.Getenv(updateEnv) == "1"
-	outputs := make([][]string, len(steps))
-	for i, s := range steps {
+	outputs := map[*page][][][]string{}
+	for _, pg := range pages {
+		outputs[pg] = make([][][]string, len(pg.parts))
+		for i, steps := range pg.parts {
+			outputs[pg][i] = make([][]string, len(steps))
+		}
+	}
+	for i, s := range all {
+		at := where[i]
+		file, _ := filepath.Rel(root, at.page.path)
 		if skipped(s.Command) {
-			outputs[i] = s.Output
+			outputs[at.page][at.part][at.step] = s.Output
 			continue
 		}
 		got, failed := run(ctx, t, root, environ, s.Command)
-		outputs[i] = got
+		outputs[at.page][at.part][at.step] = got
 		if update {
 			continue
 		}
 		wantFail := slices.ContainsFunc(s.Output, func(l string) bool { return strings.HasPrefix(l, "Error from server") })
 		if failed != wantFail {
-			t.Errorf("README line %d: `%s` failed=%v, want failed=%v; output:\n%s", s.Line, s.Command, failed, wantFail, strings.Join(got, "\n"))
+			t.Errorf("%s line %d: `%s` failed=%v, want failed=%v; output:\n%s", file, s.Line, s.Command, failed, wantFail, strings.Join(got, "\n"))
 		}
 		if want, have := Normalize(s.Output), Normalize(got); !slices.Equal(want, have) {
-			t.Errorf("README line %d: `%s` printed:\n%s\nthe README shows:\n%s\n(run with %s=1 to rewrite the README)", s.Line, s.Command,
+			t.Errorf("%s line %d: `%s` printed:\n%s\nthe page shows:\n%s\n(run with %s=1 to rewrite the page)", file, s.Line, s.Command,
 				strings.Join(got, "\n"), strings.Join(s.Output, "\n"), updateEnv)
 		}
 	}
 	if update {
-		if err := os.WriteFile(readmePath, []byte(Rewrite(readme, steps, outputs)), 0o644); err != nil {
-			t.Fatal(err)
+		for _, pg := range pages {
+			// Rewrite the parts from the last to the first, so that the line
+			// numbers of the earlier ones still hold.
+			text := pg.text
+			for i := len(pg.parts) - 1; i >= 0; i-- {
+				text = Rewrite(text, pg.parts[i], outputs[pg][i])
+			}
+			if err := os.WriteFile(pg.path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("rewrote the outputs of the walkthrough in %s", pg.path)
 		}
-		t.Logf("rewrote the outputs of %d commands in %s", len(steps), readmePath)
 	}
 }
 
@@ -153,7 +210,7 @@ func checkExamplesAreUsed(t *testing.T, root string, steps []Step) {
 	for _, f := range files {
 		name := "examples/" + filepath.Base(f)
 		if !slices.ContainsFunc(steps, func(s Step) bool { return strings.Contains(s.Command, name) }) {
-			t.Errorf("%s is not used by the README walkthrough; add a step that applies it and shows the outcome", name)
+			t.Errorf("%s is not used by the walkthrough; add a step that applies it and shows the outcome", name)
 		}
 	}
 }
