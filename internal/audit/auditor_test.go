@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/internal/policy"
 )
 
@@ -29,9 +30,10 @@ func TestAuditEvaluation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Auditor{o: AuditorOptions{}.withDefaults()}
-	if a.o.Username != DefaultAuditUser || !slices.Equal(a.o.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:authenticated"}) {
-		t.Fatalf("default identity %s %v", a.o.Username, a.o.Groups)
+	o := AuditorOptions{}.withDefaults()
+	a := &Auditor{o: o, as: contract.As(o.Username)}
+	if a.as.Username != DefaultAuditUser || !slices.Equal(a.as.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:authenticated"}) {
+		t.Fatalf("default identity %s %v", a.as.Username, a.as.Groups)
 	}
 	provisioned := map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "small", "monitoring.nsprov.io/enhanced": "true"}
 	tests := []struct {
@@ -59,7 +61,7 @@ func TestAuditEvaluation(t *testing.T) {
 	now := time.Now()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if !Requested(tt.ns) {
+			if !contract.IsRequested(tt.ns) {
 				t.Fatal("not a requested namespace")
 			}
 			results, err := a.evaluate(context.Background(), b, tt.ns, now)
@@ -79,16 +81,7 @@ func TestAuditEvaluation(t *testing.T) {
 			}
 		})
 	}
-	if Requested(stored("kube-public", nil, map[string]string{"nsprov.io/team": "x"})) {
+	if contract.IsRequested(stored("kube-public", nil, map[string]string{"nsprov.io/team": "x"})) {
 		t.Error("a namespace without request annotations counts as requested")
-	}
-}
-
-func TestServiceAccountGroups(t *testing.T) {
-	if got := ServiceAccountGroups("system:serviceaccount:ops:auditor"); !slices.Equal(got, []string{"system:serviceaccounts", "system:serviceaccounts:ops", "system:authenticated"}) {
-		t.Errorf("groups %v", got)
-	}
-	if got := ServiceAccountGroups("jane"); !slices.Equal(got, []string{"system:authenticated"}) {
-		t.Errorf("groups %v", got)
 	}
 }
