@@ -1,6 +1,10 @@
 package trigger
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/nsprov/nsprov/internal/contract"
+)
 
 // TestPlanHashIsStable pins the plan hash of a few plans of the embedded
 // policy. The hash is part of every Workflow name (README shows the one of
@@ -20,11 +24,8 @@ func TestPlanHashIsStable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ns, plan := requested(t, tt.name, tt.annotations)
-			wf, err := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := wf.Annotations[PlanHashAnnotation]; got != tt.want || wf.Name != "nsprov-6f1c2a7e4b1d-"+tt.want {
+			wf := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
+			if got := wf.Annotations[contract.PlanHashAnnotation]; got != tt.want || wf.Name != "nsprov-6f1c2a7e4b1d-"+tt.want {
 				t.Errorf("plan hash %s, want %s (workflow %s)", got, tt.want, wf.Name)
 			}
 		})

@@ -354,7 +354,6 @@ func SetupController(mgr ctrl.Manager, store *policy.Store, argoNamespace, templ
 		Events:   mgr.GetEventRecorder("nsprov"),
 		Options:  trigger.Options{ArgoNamespace: argoNamespace, TemplateName: template},
 		Username: identity,
-		Groups:   []string{"system:serviceaccounts", "system:authenticated"},
 
 		MaxConcurrentReconciles: concurrency,
 	}
