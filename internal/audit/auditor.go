@@ -37,10 +37,6 @@ var (
 	})
 )
 
-// DefaultAuditUser is the identity the background audit evaluates as by
-// default: nsprov's own service account, as nsprov serve's --identity.
-const DefaultAuditUser = contract.DefaultUsername
-
 // AuditorOptions configure the background audit.
 type AuditorOptions struct {
 	// ReportName is the ClusterReport the audit publishes (default
@@ -57,10 +53,10 @@ type AuditorOptions struct {
 	// revision (default 1s); checking is an atomic load.
 	PollInterval time.Duration
 	// Username is the identity the policy is evaluated as (default
-	// DefaultAuditUser), with the groups contract.As gives it, as the
-	// provisioning controller does. It must be one of nsprov's own
-	// identities (the policy's manager_users), and not an admin: see the
-	// package documentation.
+	// contract.DefaultUsername, nsprov's own service account), with the
+	// groups contract.As gives it, as the provisioning controller does. It
+	// must be one of nsprov's own identities (the policy's manager_users),
+	// and not an admin: see the package documentation.
 	Username string
 	// Logger receives the auditor's messages (default: discarded).
 	Logger logr.Logger
@@ -77,7 +73,7 @@ func (o AuditorOptions) withDefaults() AuditorOptions {
 		o.PollInterval = time.Second
 	}
 	if o.Username == "" {
-		o.Username = DefaultAuditUser
+		o.Username = contract.DefaultUsername
 	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()

@@ -32,7 +32,7 @@ func TestAuditEvaluation(t *testing.T) {
 	}
 	o := AuditorOptions{}.withDefaults()
 	a := &Auditor{o: o, as: contract.As(o.Username)}
-	if a.as.Username != DefaultAuditUser || !slices.Equal(a.as.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:authenticated"}) {
+	if a.as.Username != contract.DefaultUsername || !slices.Equal(a.as.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:authenticated"}) {
 		t.Fatalf("default identity %s %v", a.as.Username, a.as.Groups)
 	}
 	provisioned := map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "small", "monitoring.nsprov.io/enhanced": "true"}

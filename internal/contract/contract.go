@@ -28,13 +28,13 @@ const (
 
 // RequestAnnotations are the annotations that make a namespace a requested
 // one: a namespace with any of them is provisioned and audited.
-func RequestAnnotations() []string {
-	return []string{TeamAnnotation, EnvironmentAnnotation, TierAnnotation, NetworkPolicyAnnotation, FeaturesAnnotation}
-}
+func RequestAnnotations() []string { return append([]string(nil), requestAnnotations[:]...) }
+
+var requestAnnotations = [...]string{TeamAnnotation, EnvironmentAnnotation, TierAnnotation, NetworkPolicyAnnotation, FeaturesAnnotation}
 
 // IsRequested reports whether ns carries a request annotation.
 func IsRequested(ns *corev1.Namespace) bool {
-	for _, k := range RequestAnnotations() {
+	for _, k := range requestAnnotations {
 		if _, ok := ns.Annotations[k]; ok {
 			return true
 		}

@@ -10,9 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// PlanQuery is the policy rule whose value is the Plan.
-const PlanQuery = "data.nsprov.plan.plan"
-
 // Plan is what the policy's data.nsprov.plan.plan (policies/plan.rego)
 // produces for a requested namespace that passes validation: the concrete
 // values the provisioning Workflow applies. Fields the policy adds beyond
