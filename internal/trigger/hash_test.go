@@ -16,10 +16,10 @@ func TestPlanHashIsStable(t *testing.T) {
 		annotations map[string]string
 		want        string
 	}{
-		{"payments-dev", map[string]string{"nsprov.io/environment": "development", "nsprov.io/features": "monitoring-enhanced"}, "6c34602ca3"},
-		{"payments-staging", map[string]string{"nsprov.io/environment": "staging", "nsprov.io/network-policy": "team", "nsprov.io/features": "istio,monitoring-enhanced"}, "0237b5227e"},
-		{"payments-prod", map[string]string{"nsprov.io/environment": "production", "nsprov.io/tier": "large"}, "c50c69cd03"},
-		{"open-dev", map[string]string{"nsprov.io/environment": "development", "nsprov.io/network-policy": "open", "nsprov.io/features": "istio"}, "6b6c0dd470"},
+		{"payments-dev", map[string]string{contract.EnvironmentAnnotation: "development", contract.FeaturesAnnotation: "monitoring-enhanced"}, "6c34602ca3"},
+		{"payments-staging", map[string]string{contract.EnvironmentAnnotation: "staging", contract.NetworkPolicyAnnotation: "team", contract.FeaturesAnnotation: "istio,monitoring-enhanced"}, "0237b5227e"},
+		{"payments-prod", map[string]string{contract.EnvironmentAnnotation: "production", contract.TierAnnotation: "large"}, "c50c69cd03"},
+		{"open-dev", map[string]string{contract.EnvironmentAnnotation: "development", contract.NetworkPolicyAnnotation: "open", contract.FeaturesAnnotation: "istio"}, "6b6c0dd470"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -72,7 +72,7 @@ func requestedRaw(t *testing.T, name string, annotations map[string]string) (*co
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := map[string]string{"nsprov.io/team": "payments"}
+	a := map[string]string{contract.TeamAnnotation: "payments"}
 	for k, v := range annotations {
 		a[k] = v
 	}
@@ -100,10 +100,10 @@ func TestTemplatePassesArgoValidation(t *testing.T) {
 		declared[p.Name] = true
 	}
 	cases := map[string]map[string]string{
-		"payments-dev":     {"nsprov.io/environment": "development"},
-		"payments-staging": {"nsprov.io/environment": "staging", "nsprov.io/network-policy": "team", "nsprov.io/features": "istio,monitoring-enhanced"},
-		"payments-prod":    {"nsprov.io/environment": "production", "nsprov.io/tier": "large", "nsprov.io/features": "monitoring-enhanced"},
-		"open-dev":         {"nsprov.io/environment": "development", "nsprov.io/network-policy": "open", "nsprov.io/features": "istio"},
+		"payments-dev":     {contract.EnvironmentAnnotation: "development"},
+		"payments-staging": {contract.EnvironmentAnnotation: "staging", contract.NetworkPolicyAnnotation: "team", contract.FeaturesAnnotation: "istio,monitoring-enhanced"},
+		"payments-prod":    {contract.EnvironmentAnnotation: "production", contract.TierAnnotation: "large", contract.FeaturesAnnotation: "monitoring-enhanced"},
+		"open-dev":         {contract.EnvironmentAnnotation: "development", contract.NetworkPolicyAnnotation: "open", contract.FeaturesAnnotation: "istio"},
 	}
 	for name, annotations := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -129,7 +129,7 @@ func TestTemplatePassesArgoValidation(t *testing.T) {
 }
 
 func TestWorkflowIdentity(t *testing.T) {
-	ns, plan := requested(t, "payments-dev", map[string]string{"nsprov.io/environment": "development"})
+	ns, plan := requested(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development"})
 	wf := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
 	if errs := validation.IsDNS1123Label(wf.Name); len(errs) > 0 {
 		t.Errorf("workflow name %q is not a DNS label: %v", wf.Name, errs)
@@ -146,7 +146,7 @@ func TestWorkflowIdentity(t *testing.T) {
 	if again.Name != wf.Name {
 		t.Errorf("the same plan gave two names: %s and %s", wf.Name, again.Name)
 	}
-	_, medium := requested(t, "payments-dev", map[string]string{"nsprov.io/environment": "development", "nsprov.io/tier": "medium"})
+	_, medium := requested(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development", contract.TierAnnotation: "medium"})
 	changed := NewWorkflow(ns, medium, "", Options{ArgoNamespace: "argo"})
 	if changed.Name == wf.Name {
 		t.Errorf("a changed plan kept the name %s", wf.Name)
@@ -163,7 +163,7 @@ func TestWorkflowIdentity(t *testing.T) {
 }
 
 func TestParametersFromAnIncompletePlan(t *testing.T) {
-	_, plan := requestedRaw(t, "payments-dev", map[string]string{"nsprov.io/environment": "development"})
+	_, plan := requestedRaw(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development"})
 	delete(plan, "quota")
 	plan["network_policy"].(map[string]any)["default_deny"] = "yes"
 	_, err := DecodePlan(plan)
@@ -178,7 +178,7 @@ func TestParametersFromAnIncompletePlan(t *testing.T) {
 }
 
 func TestParameterValues(t *testing.T) {
-	_, plan := requested(t, "payments-staging", map[string]string{"nsprov.io/environment": "staging", "nsprov.io/features": "istio"})
+	_, plan := requested(t, "payments-staging", map[string]string{contract.EnvironmentAnnotation: "staging", contract.FeaturesAnnotation: "istio"})
 	params := Parameters(plan)
 	got := map[string]string{}
 	for _, p := range params {
@@ -202,7 +202,7 @@ func TestParameterValues(t *testing.T) {
 }
 
 func TestRoleBindingSelector(t *testing.T) {
-	_, plan := requestedRaw(t, "payments-dev", map[string]string{"nsprov.io/environment": "development"})
+	_, plan := requestedRaw(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development"})
 	selector := func(bindings []any) (string, error) {
 		plan["role_bindings"] = bindings
 		p, err := DecodePlan(plan)
