@@ -29,43 +29,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/internal/policy"
 )
-
-// The public contract on the Namespace.
-const (
-	// ConditionProvisioned is the Namespace condition nsprov reports.
-	ConditionProvisioned corev1.NamespaceConditionType = "Provisioned"
-	// WorkflowAnnotation names the Workflow that provisions the namespace.
-	WorkflowAnnotation = "nsprov.io/workflow"
-	// ReprovisionAnnotation set to a new value runs the same plan again.
-	ReprovisionAnnotation = "nsprov.io/reprovision"
-)
-
-// Reasons of the Provisioned condition, also used for Events.
-const (
-	ReasonPending          = "Pending"
-	ReasonRunning          = "Running"
-	ReasonSucceeded        = "Succeeded"
-	ReasonFailed           = "Failed"
-	ReasonTemplateNotFound = "TemplateNotFound"
-	ReasonPolicyViolation  = "PolicyViolation"
-)
-
-// requestAnnotations mark a namespace as requested.
-var requestAnnotations = []string{
-	"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy", "nsprov.io/features",
-}
-
-// IsRequested reports whether a namespace carries request annotations.
-func IsRequested(ns *corev1.Namespace) bool {
-	for _, k := range requestAnnotations {
-		if _, ok := ns.Annotations[k]; ok {
-			return true
-		}
-	}
-	return false
-}
 
 // Reconciler provisions requested Namespaces with Argo Workflows and reports
 // progress on them.
@@ -78,9 +44,10 @@ type Reconciler struct {
 	Events events.EventRecorder
 	// Options say where Workflows go.
 	Options Options
-	// Username and Groups are the identity the plan is evaluated as (nsprov's own).
+	// Username is the identity the plan is evaluated as: nsprov's own
+	// (default contract.DefaultUsername), with the groups contract.As gives
+	// it, as the background audit does.
 	Username string
-	Groups   []string
 	// KeepWorkflows is how many Workflows per namespace are kept (default 5).
 	KeepWorkflows int
 	// TemplateRetry is how long to wait before looking for a missing
@@ -105,6 +72,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 4
 	}
+	if r.Username == "" {
+		r.Username = contract.DefaultUsername
+	}
 	// Policy changes: a runnable of the leader, like the controller. Every
 	// requested namespace is reconciled; those whose plan changed get a new
 	// Workflow.
@@ -120,7 +90,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
 		For(&corev1.Namespace{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			ns, ok := o.(*corev1.Namespace)
-			return ok && IsRequested(ns)
+			return ok && contract.IsRequested(ns)
 		}))).
 		Owns(&wfv1.Workflow{}).
 		// A WorkflowTemplate that appears unblocks the namespaces waiting for it.
@@ -161,7 +131,7 @@ func (r *Reconciler) allRequested(ctx context.Context, _ client.Object) []reconc
 	}
 	var reqs []reconcile.Request
 	for i := range list.Items {
-		if IsRequested(&list.Items[i]) {
+		if contract.IsRequested(&list.Items[i]) {
 			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
 		}
 	}
@@ -182,7 +152,7 @@ func (r *Reconciler) waitingForTemplate(ctx context.Context, o client.Object) []
 	var reqs []reconcile.Request
 	for _, ns := range list.Items {
 		for _, c := range ns.Status.Conditions {
-			if c.Type == ConditionProvisioned && c.Reason == ReasonTemplateNotFound {
+			if c.Type == contract.ConditionProvisioned && c.Reason == contract.ReasonTemplateNotFound {
 				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: ns.Name}})
 			}
 		}
@@ -197,17 +167,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, ns); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if ns.DeletionTimestamp != nil || !IsRequested(ns) {
+	if ns.DeletionTimestamp != nil || !contract.IsRequested(ns) {
 		return ctrl.Result{}, nil
 	}
 
 	b := r.Policies.Bundle()
-	in := &policy.Request{Operation: "UPDATE", Username: r.Username, Groups: r.Groups, Object: ns, OldObject: ns}
-	plan, err := b.Plan(ctx, in)
+	as := contract.As(r.Username)
+	in := &policy.Request{Operation: "UPDATE", Username: as.Username, Groups: as.Groups, Object: ns, OldObject: ns}
+	raw, err := b.Plan(ctx, in)
 	if err != nil {
 		return ctrl.Result{}, fmt.Errorf("evaluating the plan of %s: %w", ns.Name, err)
 	}
-	if plan == nil {
+	if raw == nil {
 		v, err := b.Validate(ctx, in)
 		if err != nil {
 			return ctrl.Result{}, fmt.Errorf("evaluating the policy for %s: %w", ns.Name, err)
@@ -216,13 +187,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if !v.Allowed() {
 			msg = "the namespace breaks the current policy: " + v.Message()
 		}
-		return ctrl.Result{}, r.setCondition(ctx, ns, nil, corev1.ConditionFalse, ReasonPolicyViolation, msg)
+		return ctrl.Result{}, r.setCondition(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonPolicyViolation, msg)
 	}
 
-	wf, err := NewWorkflow(ns, plan, ns.Annotations[ReprovisionAnnotation], r.Options)
+	plan, err := DecodePlan(raw)
 	if err != nil {
-		return ctrl.Result{}, r.setCondition(ctx, ns, nil, corev1.ConditionFalse, ReasonPolicyViolation, err.Error())
+		return ctrl.Result{}, r.setCondition(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonPolicyViolation, err.Error())
 	}
+	wf := NewWorkflow(ns, plan, ns.Annotations[contract.ReprovisionAnnotation], r.Options)
 
 	existing := &wfv1.Workflow{}
 	err = r.Client.Get(ctx, client.ObjectKeyFromObject(wf), existing)
@@ -235,7 +207,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 			msg := fmt.Sprintf("WorkflowTemplate %s/%s is not installed; install the nsprov chart, which creates it", r.Options.ArgoNamespace, r.Options.TemplateName)
 			logger.Info("cannot provision yet", "namespace", ns.Name, "reason", msg)
-			if err := r.setCondition(ctx, ns, nil, corev1.ConditionFalse, ReasonTemplateNotFound, msg); err != nil {
+			if err := r.setCondition(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonTemplateNotFound, msg); err != nil {
 				return ctrl.Result{}, err
 			}
 			return ctrl.Result{RequeueAfter: r.TemplateRetry}, nil
@@ -260,9 +232,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	ref := existing.Namespace + "/" + existing.Name
-	if ns.Annotations[WorkflowAnnotation] != ref {
+	if ns.Annotations[contract.WorkflowAnnotation] != ref {
 		patch := client.MergeFrom(ns.DeepCopy())
-		ns.Annotations[WorkflowAnnotation] = ref
+		ns.Annotations[contract.WorkflowAnnotation] = ref
 		if err := r.Client.Patch(ctx, ns, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("annotating %s with its workflow: %w", ns.Name, err)
 		}
@@ -275,17 +247,17 @@ func conditionFor(wf *wfv1.Workflow) (corev1.ConditionStatus, string, string) {
 	name := wf.Namespace + "/" + wf.Name
 	switch wf.Status.Phase {
 	case wfv1.WorkflowSucceeded:
-		return corev1.ConditionTrue, ReasonSucceeded, fmt.Sprintf("Workflow %s succeeded", name)
+		return corev1.ConditionTrue, contract.ReasonSucceeded, fmt.Sprintf("Workflow %s succeeded", name)
 	case wfv1.WorkflowFailed, wfv1.WorkflowError:
 		msg := wf.Status.Message
 		if msg == "" {
 			msg = "no message"
 		}
-		return corev1.ConditionFalse, ReasonFailed, fmt.Sprintf("Workflow %s failed: %s", name, msg)
+		return corev1.ConditionFalse, contract.ReasonFailed, fmt.Sprintf("Workflow %s failed: %s", name, msg)
 	case wfv1.WorkflowRunning:
-		return corev1.ConditionUnknown, ReasonRunning, fmt.Sprintf("Workflow %s is running (%s)", name, wf.Status.Progress)
+		return corev1.ConditionUnknown, contract.ReasonRunning, fmt.Sprintf("Workflow %s is running (%s)", name, wf.Status.Progress)
 	default:
-		return corev1.ConditionUnknown, ReasonPending, fmt.Sprintf("Workflow %s is pending", name)
+		return corev1.ConditionUnknown, contract.ReasonPending, fmt.Sprintf("Workflow %s is pending", name)
 	}
 }
 
@@ -294,7 +266,7 @@ func conditionFor(wf *wfv1.Workflow) (corev1.ConditionStatus, string, string) {
 func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string) error {
 	var cur *corev1.NamespaceCondition
 	for i := range ns.Status.Conditions {
-		if ns.Status.Conditions[i].Type == ConditionProvisioned {
+		if ns.Status.Conditions[i].Type == contract.ConditionProvisioned {
 			cur = &ns.Status.Conditions[i]
 		}
 	}
@@ -303,7 +275,7 @@ func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf 
 	}
 	changed := cur == nil || cur.Status != status || cur.Reason != reason
 	now := metav1.Now()
-	next := corev1.NamespaceCondition{Type: ConditionProvisioned, Status: status, Reason: reason, Message: msg, LastTransitionTime: now}
+	next := corev1.NamespaceCondition{Type: contract.ConditionProvisioned, Status: status, Reason: reason, Message: msg, LastTransitionTime: now}
 	if cur != nil && cur.Status == status {
 		next.LastTransitionTime = cur.LastTransitionTime
 	}
@@ -313,19 +285,19 @@ func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf 
 		*cur = next
 	}
 	if err := r.Client.Status().Update(ctx, ns); err != nil {
-		return fmt.Errorf("setting condition %s=%s on %s: %w", ConditionProvisioned, status, ns.Name, err)
+		return fmt.Errorf("setting condition %s=%s on %s: %w", contract.ConditionProvisioned, status, ns.Name, err)
 	}
 	if !changed {
 		return nil
 	}
 	var related = wfOrNil(wf)
-	if wf != nil && (reason == ReasonSucceeded || reason == ReasonFailed) {
+	if wf != nil && (reason == contract.ReasonSucceeded || reason == contract.ReasonFailed) {
 		observeRun(wf, reason)
 	}
 	switch reason {
-	case ReasonSucceeded:
+	case contract.ReasonSucceeded:
 		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningSucceeded", "Provision", "%s", msg)
-	case ReasonFailed, ReasonTemplateNotFound, ReasonPolicyViolation:
+	case contract.ReasonFailed, contract.ReasonTemplateNotFound, contract.ReasonPolicyViolation:
 		r.Events.Eventf(ns, related, corev1.EventTypeWarning, "Provisioning"+reason, "Provision", "%s", truncate(msg, 1000))
 	}
 	return nil
@@ -349,7 +321,7 @@ func truncate(s string, n int) string {
 // never the current one.
 func (r *Reconciler) prune(ctx context.Context, ns *corev1.Namespace, current string) error {
 	list := &wfv1.WorkflowList{}
-	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.ArgoNamespace), client.MatchingLabels{NamespaceLabel: ns.Name}); err != nil {
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.ArgoNamespace), client.MatchingLabels{contract.NamespaceLabel: ns.Name}); err != nil {
 		return fmt.Errorf("listing the workflows of %s: %w", ns.Name, err)
 	}
 	if len(list.Items) <= r.KeepWorkflows {
@@ -381,7 +353,7 @@ func (r *Reconciler) prune(ctx context.Context, ns *corev1.Namespace, current st
 func CacheOptions(argoNamespace string) map[client.Object]cache.ByObject {
 	ns := map[string]cache.Config{argoNamespace: {}}
 	return map[client.Object]cache.ByObject{
-		&wfv1.Workflow{}:         {Namespaces: ns, Label: labels.SelectorFromSet(labels.Set{ManagedByLabel: "nsprov"})},
+		&wfv1.Workflow{}:         {Namespaces: ns, Label: labels.SelectorFromSet(labels.Set{contract.ManagedByLabel: contract.ManagedBy})},
 		&wfv1.WorkflowTemplate{}: {Namespaces: ns},
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/nsprov/nsprov/internal/contract"
 )
 
 var (
@@ -37,7 +39,7 @@ func (a *activeWorkflows) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	list := &wfv1.WorkflowList{}
-	if err := a.client.List(ctx, list, client.InNamespace(a.namespace), client.MatchingLabels{ManagedByLabel: "nsprov"}); err != nil {
+	if err := a.client.List(ctx, list, client.InNamespace(a.namespace), client.MatchingLabels{contract.ManagedByLabel: contract.ManagedBy}); err != nil {
 		ch <- prometheus.NewInvalidMetric(a.desc, err)
 		return
 	}
@@ -70,7 +72,7 @@ func registerMetrics(c client.Reader, argoNamespace string) error {
 // its result.
 func observeRun(wf *wfv1.Workflow, reason string) {
 	result := "failed"
-	if reason == ReasonSucceeded {
+	if reason == contract.ReasonSucceeded {
 		result = "succeeded"
 	}
 	runsTotal.WithLabelValues(result).Inc()

@@ -12,57 +12,55 @@ import (
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
+
+	"github.com/nsprov/nsprov/internal/contract"
 )
 
-// Defaults of the Argo side.
-const (
-	// TemplateName is the WorkflowTemplate the chart installs.
-	TemplateName = "nsprov-provision"
-	// NamespaceLabel on a Workflow names the Namespace it provisions.
-	NamespaceLabel = "nsprov.io/namespace"
-	// PlanHashAnnotation on a Workflow is the hash of its arguments.
-	PlanHashAnnotation = "nsprov.io/plan-hash"
-	// ManagedByLabel marks what nsprov creates.
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	// RoleBindingLabel on a RoleBinding nsprov applies holds its name, so a
-	// label selector can find the ones the plan no longer names.
-	RoleBindingLabel = "nsprov.io/role-binding"
-)
+// TemplateName is the WorkflowTemplate the chart installs.
+const TemplateName = "nsprov-provision"
 
-// Parameters turns a policy plan (data.nsprov.plan.plan) into the arguments
-// of the nsprov-provision WorkflowTemplate. A plan that lacks a field the
-// template needs is an error naming the field, so an edited policy that
-// breaks the contract is reported instead of provisioning half a namespace.
-func Parameters(plan map[string]any) ([]wfv1.Parameter, error) {
-	p := planReader{plan: plan}
-	params := map[string]string{
-		"namespace":              p.str("namespace"),
-		"team":                   p.str("team"),
-		"environment":            p.str("environment"),
-		"tier":                   p.str("tier"),
-		"quota-cpu":              p.str("quota", "cpu"),
-		"quota-memory":           p.str("quota", "memory"),
-		"quota-storage":          p.str("quota", "storage"),
-		"default-cpu":            p.str("container_defaults", "cpu"),
-		"default-memory":         p.str("container_defaults", "memory"),
-		"default-request-cpu":    p.str("container_default_requests", "cpu"),
-		"default-request-memory": p.str("container_default_requests", "memory"),
-		"role-bindings":          p.json("role_bindings"),
-		"role-binding-selector":  p.roleBindingSelector(),
-		"default-deny":           p.boolean("network_policy", "default_deny"),
-		"allow-dns":              p.boolean("network_policy", "allow_dns"),
-		"allow-same-namespace":   p.boolean("network_policy", "allow_same_namespace"),
-		"allow-team":             p.boolean("network_policy", "allow_team"),
-		"ingress-from":           p.json("network_policy", "allow_ingress_from"),
-		"egress-to":              p.json("network_policy", "allow_egress_to"),
-		"namespace-labels":       p.json("namespace_labels"),
+// DecodePlan turns the policy's plan into the typed plan the Workflow is
+// built from. A plan that lacks a field the template needs is an error
+// naming the field, so an edited policy that breaks the contract is reported
+// instead of provisioning half a namespace.
+func DecodePlan(raw map[string]any) (*contract.Plan, error) {
+	plan, err := contract.DecodePlan(raw)
+	if err != nil {
+		return nil, fmt.Errorf("the policy's plan cannot drive %s: %w", TemplateName, err)
 	}
-	params["allow-feature-ingress"] = fmt.Sprint(params["ingress-from"] != "[]" && params["ingress-from"] != "")
-	params["allow-feature-egress"] = fmt.Sprint(params["egress-to"] != "[]" && params["egress-to"] != "")
-	if len(p.errs) > 0 {
-		return nil, fmt.Errorf("the policy's plan cannot drive %s: %s", TemplateName, strings.Join(p.errs, "; "))
+	return plan, nil
+}
+
+// Parameters turns a plan into the arguments of the nsprov-provision
+// WorkflowTemplate, sorted by name. The values are the plan's, the lists and
+// objects as JSON; they, and so the plan hash in the Workflow's name, are the
+// same bytes for the same plan.
+func Parameters(plan *contract.Plan) []wfv1.Parameter {
+	np := plan.NetworkPolicy
+	params := map[string]string{
+		"namespace":              plan.Namespace,
+		"team":                   plan.Team,
+		"environment":            plan.Environment,
+		"tier":                   plan.Tier,
+		"quota-cpu":              plan.Quota.CPU,
+		"quota-memory":           plan.Quota.Memory,
+		"quota-storage":          plan.Quota.Storage,
+		"default-cpu":            plan.ContainerDefaults.CPU,
+		"default-memory":         plan.ContainerDefaults.Memory,
+		"default-request-cpu":    plan.ContainerDefaultRequests.CPU,
+		"default-request-memory": plan.ContainerDefaultRequests.Memory,
+		"role-bindings":          toJSON(nonNil(plan.RoleBindings)),
+		"role-binding-selector":  roleBindingSelector(plan.RoleBindings),
+		"default-deny":           fmt.Sprint(np.DefaultDeny),
+		"allow-dns":              fmt.Sprint(np.AllowDNS),
+		"allow-same-namespace":   fmt.Sprint(np.AllowSameNamespace),
+		"allow-team":             fmt.Sprint(np.AllowTeam),
+		"ingress-from":           toJSON(nonNil(np.AllowIngressFrom)),
+		"egress-to":              toJSON(nonNil(np.AllowEgressTo)),
+		"allow-feature-ingress":  fmt.Sprint(len(np.AllowIngressFrom) > 0),
+		"allow-feature-egress":   fmt.Sprint(len(np.AllowEgressTo) > 0),
+		"namespace-labels":       toJSON(nonNilLabels(plan.NamespaceLabels)),
 	}
 	names := make([]string, 0, len(params))
 	for n := range params {
@@ -73,85 +71,49 @@ func Parameters(plan map[string]any) ([]wfv1.Parameter, error) {
 	for i, n := range names {
 		out[i] = wfv1.Parameter{Name: n, Value: wfv1.AnyStringPtr(params[n])}
 	}
-	return out, nil
+	return out
 }
 
-type planReader struct {
-	plan map[string]any
-	errs []string
-}
-
-func (p *planReader) get(path ...string) (any, bool) {
-	var cur any = p.plan
-	for _, k := range path {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		if cur, ok = m[k]; !ok {
-			return nil, false
-		}
+// roleBindingSelector selects the RoleBindings nsprov applied that the
+// plan's role bindings no longer name: the prune step of the template
+// deletes them.
+func roleBindingSelector(bindings []contract.RoleBinding) string {
+	selector := contract.ManagedByLabel + "=" + contract.ManagedBy
+	if len(bindings) == 0 {
+		return selector
 	}
-	return cur, true
+	names := make([]string, len(bindings))
+	for i, b := range bindings {
+		names[i] = b.Name
+	}
+	sort.Strings(names)
+	return selector + "," + contract.RoleBindingLabel + " notin (" + strings.Join(names, ",") + ")"
 }
 
-func (p *planReader) str(path ...string) string {
-	v, ok := p.get(path...)
-	s, isStr := v.(string)
-	if !ok || !isStr || s == "" {
-		p.errs = append(p.errs, fmt.Sprintf("plan.%s must be a non-empty string, got %v", strings.Join(path, "."), v))
+// toJSON is v as JSON; v is one of the plan's lists or maps, which always
+// marshal.
+func toJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("marshalling %T: %v", v, err))
+	}
+	return string(b)
+}
+
+// nonNil makes an empty list marshal as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
 	return s
 }
 
-func (p *planReader) boolean(path ...string) string {
-	v, ok := p.get(path...)
-	b, isBool := v.(bool)
-	if !ok || !isBool {
-		p.errs = append(p.errs, fmt.Sprintf("plan.%s must be true or false, got %v", strings.Join(path, "."), v))
+// nonNilLabels makes an empty map marshal as {} rather than null.
+func nonNilLabels(m map[string]*string) map[string]*string {
+	if m == nil {
+		return map[string]*string{}
 	}
-	return fmt.Sprint(b)
-}
-
-// roleBindingSelector selects the RoleBindings nsprov applied that the
-// plan's role_bindings no longer name: the prune step of the template
-// deletes them. Each name must also be a label value (at most 63
-// characters), since the RoleBinding carries it in RoleBindingLabel.
-func (p *planReader) roleBindingSelector() string {
-	v, _ := p.get("role_bindings")
-	list, ok := v.([]any)
-	if !ok {
-		return "" // p.json reports it
-	}
-	names := make([]string, 0, len(list))
-	for i, item := range list {
-		m, _ := item.(map[string]any)
-		name, _ := m["name"].(string)
-		if errs := validation.IsValidLabelValue(name); name == "" || len(errs) > 0 {
-			p.errs = append(p.errs, fmt.Sprintf("plan.role_bindings[%d].name %q must be a RoleBinding name of at most 63 characters (%s)", i, name, strings.Join(errs, "; ")))
-			continue
-		}
-		names = append(names, name)
-	}
-	selector := ManagedByLabel + "=nsprov"
-	if len(names) > 0 {
-		sort.Strings(names)
-		selector += "," + RoleBindingLabel + " notin (" + strings.Join(names, ",") + ")"
-	}
-	return selector
-}
-
-func (p *planReader) json(path ...string) string {
-	v, ok := p.get(path...)
-	if !ok || v == nil {
-		p.errs = append(p.errs, fmt.Sprintf("plan.%s is missing", strings.Join(path, ".")))
-		return ""
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		p.errs = append(p.errs, fmt.Sprintf("plan.%s: %v", strings.Join(path, "."), err))
-	}
-	return string(b)
+	return m
 }
 
 // Options say where Workflows go.
@@ -191,11 +153,8 @@ func WorkflowName(ns *corev1.Namespace, planHash, reprovision string) string {
 // NewWorkflow builds the Workflow that provisions ns with plan. It is owned by
 // the Namespace: deleting the namespace garbage-collects its Workflows and
 // stops a running one.
-func NewWorkflow(ns *corev1.Namespace, plan map[string]any, reprovision string, o Options) (*wfv1.Workflow, error) {
-	params, err := Parameters(plan)
-	if err != nil {
-		return nil, err
-	}
+func NewWorkflow(ns *corev1.Namespace, plan *contract.Plan, reprovision string, o Options) *wfv1.Workflow {
+	params := Parameters(plan)
 	if o.TemplateName == "" {
 		o.TemplateName = TemplateName
 	}
@@ -205,8 +164,8 @@ func NewWorkflow(ns *corev1.Namespace, plan map[string]any, reprovision string, 
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        WorkflowName(ns, hash, reprovision),
 			Namespace:   o.ArgoNamespace,
-			Labels:      map[string]string{NamespaceLabel: ns.Name, ManagedByLabel: "nsprov"},
-			Annotations: map[string]string{PlanHashAnnotation: hash},
+			Labels:      map[string]string{contract.NamespaceLabel: ns.Name, contract.ManagedByLabel: contract.ManagedBy},
+			Annotations: map[string]string{contract.PlanHashAnnotation: hash},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         "v1",
 				Kind:               "Namespace",
@@ -220,5 +179,5 @@ func NewWorkflow(ns *corev1.Namespace, plan map[string]any, reprovision string, 
 			WorkflowTemplateRef: &wfv1.WorkflowTemplateRef{Name: o.TemplateName},
 			Arguments:           wfv1.Arguments{Parameters: params},
 		},
-	}, nil
+	}
 }

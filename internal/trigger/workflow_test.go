@@ -2,6 +2,7 @@ package trigger
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/nsprov/nsprov/internal/admission"
+	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/internal/policy"
 )
 
@@ -53,14 +55,25 @@ func (noClusterTemplates) Get(name string) (*wfv1.ClusterWorkflowTemplate, error
 
 // requested evaluates the embedded policy's plan for a namespace alice
 // requests with the given annotations (team payments), after its mutation.
-func requested(t *testing.T, name string, annotations map[string]string) (*corev1.Namespace, map[string]any) {
+func requested(t *testing.T, name string, annotations map[string]string) (*corev1.Namespace, *contract.Plan) {
+	t.Helper()
+	ns, raw := requestedRaw(t, name, annotations)
+	plan, err := DecodePlan(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, plan
+}
+
+// requestedRaw is requested with the plan as the policy returns it.
+func requestedRaw(t *testing.T, name string, annotations map[string]string) (*corev1.Namespace, map[string]any) {
 	t.Helper()
 	ctx := context.Background()
 	b, err := policy.LoadEmbedded(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := map[string]string{"nsprov.io/team": "payments"}
+	a := map[string]string{contract.TeamAnnotation: "payments"}
 	for k, v := range annotations {
 		a[k] = v
 	}
@@ -88,18 +101,15 @@ func TestTemplatePassesArgoValidation(t *testing.T) {
 		declared[p.Name] = true
 	}
 	cases := map[string]map[string]string{
-		"payments-dev":     {"nsprov.io/environment": "development"},
-		"payments-staging": {"nsprov.io/environment": "staging", "nsprov.io/network-policy": "team", "nsprov.io/features": "istio,monitoring-enhanced"},
-		"payments-prod":    {"nsprov.io/environment": "production", "nsprov.io/tier": "large", "nsprov.io/features": "monitoring-enhanced"},
-		"open-dev":         {"nsprov.io/environment": "development", "nsprov.io/network-policy": "open", "nsprov.io/features": "istio"},
+		"payments-dev":     {contract.EnvironmentAnnotation: "development"},
+		"payments-staging": {contract.EnvironmentAnnotation: "staging", contract.NetworkPolicyAnnotation: "team", contract.FeaturesAnnotation: "istio,monitoring-enhanced"},
+		"payments-prod":    {contract.EnvironmentAnnotation: "production", contract.TierAnnotation: "large", contract.FeaturesAnnotation: "monitoring-enhanced"},
+		"open-dev":         {contract.EnvironmentAnnotation: "development", contract.NetworkPolicyAnnotation: "open", contract.FeaturesAnnotation: "istio"},
 	}
 	for name, annotations := range cases {
 		t.Run(name, func(t *testing.T) {
 			ns, plan := requested(t, name, annotations)
-			wf, err := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			wf := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
 			if err := validate.ValidateWorkflow(getter, noClusterTemplates{}, wf, nil, validate.ValidateOpts{Submit: true}); err != nil {
 				t.Fatalf("Argo rejects the workflow for %s: %v", name, err)
 			}
@@ -120,15 +130,12 @@ func TestTemplatePassesArgoValidation(t *testing.T) {
 }
 
 func TestWorkflowIdentity(t *testing.T) {
-	ns, plan := requested(t, "payments-dev", map[string]string{"nsprov.io/environment": "development"})
-	wf, err := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns, plan := requested(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development"})
+	wf := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
 	if errs := validation.IsDNS1123Label(wf.Name); len(errs) > 0 {
 		t.Errorf("workflow name %q is not a DNS label: %v", wf.Name, errs)
 	}
-	if wf.Namespace != "argo" || wf.Labels[NamespaceLabel] != "payments-dev" || wf.Spec.WorkflowTemplateRef.Name != TemplateName {
+	if wf.Namespace != "argo" || wf.Labels[contract.NamespaceLabel] != "payments-dev" || wf.Spec.WorkflowTemplateRef.Name != TemplateName {
 		t.Errorf("workflow %s/%s labels %v template %v", wf.Namespace, wf.Name, wf.Labels, wf.Spec.WorkflowTemplateRef)
 	}
 	owner := wf.OwnerReferences
@@ -136,35 +143,35 @@ func TestWorkflowIdentity(t *testing.T) {
 		t.Errorf("owner references = %+v, want the Namespace as controller", owner)
 	}
 
-	again, _ := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
+	again := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
 	if again.Name != wf.Name {
 		t.Errorf("the same plan gave two names: %s and %s", wf.Name, again.Name)
 	}
-	_, medium := requested(t, "payments-dev", map[string]string{"nsprov.io/environment": "development", "nsprov.io/tier": "medium"})
-	changed, _ := NewWorkflow(ns, medium, "", Options{ArgoNamespace: "argo"})
+	_, medium := requested(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development", contract.TierAnnotation: "medium"})
+	changed := NewWorkflow(ns, medium, "", Options{ArgoNamespace: "argo"})
 	if changed.Name == wf.Name {
 		t.Errorf("a changed plan kept the name %s", wf.Name)
 	}
-	retry, _ := NewWorkflow(ns, plan, "2026-11-26T10:00", Options{ArgoNamespace: "argo"})
+	retry := NewWorkflow(ns, plan, "2026-11-26T10:00", Options{ArgoNamespace: "argo"})
 	if retry.Name == wf.Name || !strings.HasPrefix(retry.Name, wf.Name) {
 		t.Errorf("reprovision name %s, want a new name that extends %s", retry.Name, wf.Name)
 	}
 	other := ns.DeepCopy()
 	other.UID = "0a0a0a0a-0000-0000-0000-000000000000"
-	if w, _ := NewWorkflow(other, plan, "", Options{ArgoNamespace: "argo"}); w.Name == wf.Name {
+	if w := NewWorkflow(other, plan, "", Options{ArgoNamespace: "argo"}); w.Name == wf.Name {
 		t.Errorf("two namespaces share the workflow name %s", wf.Name)
 	}
 }
 
 func TestParametersFromAnIncompletePlan(t *testing.T) {
-	_, plan := requested(t, "payments-dev", map[string]string{"nsprov.io/environment": "development"})
+	_, plan := requestedRaw(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development"})
 	delete(plan, "quota")
 	plan["network_policy"].(map[string]any)["default_deny"] = "yes"
-	_, err := Parameters(plan)
+	_, err := DecodePlan(plan)
 	if err == nil {
 		t.Fatal("a plan without a quota was accepted")
 	}
-	for _, want := range []string{"plan.quota.cpu must be a non-empty string", "plan.network_policy.default_deny must be true or false"} {
+	for _, want := range []string{"the policy's plan cannot drive nsprov-provision: ", "plan.quota.cpu must be a non-empty string", "plan.network_policy.default_deny must be true or false"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -172,11 +179,8 @@ func TestParametersFromAnIncompletePlan(t *testing.T) {
 }
 
 func TestParameterValues(t *testing.T) {
-	_, plan := requested(t, "payments-staging", map[string]string{"nsprov.io/environment": "staging", "nsprov.io/features": "istio"})
-	params, err := Parameters(plan)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, plan := requested(t, "payments-staging", map[string]string{contract.EnvironmentAnnotation: "staging", contract.FeaturesAnnotation: "istio"})
+	params := Parameters(plan)
 	got := map[string]string{}
 	for _, p := range params {
 		got[p.Name] = p.Value.String()
@@ -199,16 +203,19 @@ func TestParameterValues(t *testing.T) {
 }
 
 func TestRoleBindingSelector(t *testing.T) {
-	_, plan := requested(t, "payments-dev", map[string]string{"nsprov.io/environment": "development"})
+	_, plan := requestedRaw(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development"})
 	selector := func(bindings []any) (string, error) {
 		plan["role_bindings"] = bindings
-		params, err := Parameters(plan)
-		for _, p := range params {
-			if p.Name == "role-binding-selector" {
-				return p.Value.String(), nil
+		p, err := DecodePlan(plan)
+		if err != nil {
+			return "", err
+		}
+		for _, param := range Parameters(p) {
+			if param.Name == "role-binding-selector" {
+				return param.Value.String(), nil
 			}
 		}
-		return "", err
+		return "", errors.New("no role-binding-selector")
 	}
 	binding := func(name string) any {
 		return map[string]any{"name": name, "cluster_role": "edit", "group": "team-payments"}
@@ -227,5 +234,23 @@ func TestRoleBindingSelector(t *testing.T) {
 	}
 	if _, err := selector([]any{map[string]any{"cluster_role": "edit"}}); err == nil || !strings.Contains(err.Error(), "plan.role_bindings[0].name") {
 		t.Errorf("a binding without a name: %v", err)
+	}
+}
+
+// TestEmptyListsAreJSONLists checks that a plan built in Go without its
+// lists and labels still gives the template JSON lists and objects.
+func TestEmptyListsAreJSONLists(t *testing.T) {
+	got := map[string]string{}
+	for _, p := range Parameters(&contract.Plan{}) {
+		got[p.Name] = p.Value.String()
+	}
+	want := map[string]string{
+		"role-bindings": "[]", "ingress-from": "[]", "egress-to": "[]", "namespace-labels": "{}",
+		"allow-feature-ingress": "false", "allow-feature-egress": "false", "role-binding-selector": "app.kubernetes.io/managed-by=nsprov",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
 	}
 }

@@ -21,7 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/nsprov/nsprov/internal/trigger"
+	"github.com/nsprov/nsprov/internal/contract"
 )
 
 // provisioned waits until the namespace's Provisioned condition has the
@@ -33,7 +33,7 @@ func waitCondition(t *testing.T, name string, status corev1.ConditionStatus, rea
 	Eventually(t, 30*time.Second, fmt.Sprintf("namespace %s condition Provisioned=%s (%s)", name, status, reason), func() error {
 		ns = get(t, name)
 		for _, c := range ns.Status.Conditions {
-			if c.Type == trigger.ConditionProvisioned {
+			if c.Type == contract.ConditionProvisioned {
 				if c.Status == status && c.Reason == reason {
 					return nil
 				}
@@ -52,14 +52,14 @@ func waitNewWorkflow(t *testing.T, name, previous string) *corev1.Namespace {
 	t.Helper()
 	var current string
 	Eventually(t, 30*time.Second, "a new workflow for "+name, func() error {
-		if current = get(t, name).Annotations[trigger.WorkflowAnnotation]; current == "" || current == previous {
+		if current = get(t, name).Annotations[contract.WorkflowAnnotation]; current == "" || current == previous {
 			return fmt.Errorf("workflow annotation still %q", current)
 		}
 		return nil
 	})
-	ns := waitCondition(t, name, corev1.ConditionTrue, trigger.ReasonSucceeded)
+	ns := waitCondition(t, name, corev1.ConditionTrue, contract.ReasonSucceeded)
 	for _, c := range ns.Status.Conditions {
-		if c.Type == trigger.ConditionProvisioned && !strings.Contains(c.Message, current) {
+		if c.Type == contract.ConditionProvisioned && !strings.Contains(c.Message, current) {
 			t.Fatalf("namespace %s: condition %q does not speak of its workflow %s", name, c.Message, current)
 		}
 	}
@@ -97,8 +97,8 @@ func TestProvisioning(t *testing.T) {
 	if err := alice.client.Create(ctx, request("ledger-dev", "payments", "development", map[string]string{featuresKey: "istio"})); err != nil {
 		t.Fatal(err)
 	}
-	ns := waitCondition(t, "ledger-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
-	ref := ns.Annotations[trigger.WorkflowAnnotation]
+	ns := waitCondition(t, "ledger-dev", corev1.ConditionTrue, contract.ReasonSucceeded)
+	ref := ns.Annotations[contract.WorkflowAnnotation]
 	if !strings.HasPrefix(ref, ArgoNamespace+"/nsprov-") {
 		t.Fatalf("workflow annotation = %q", ref)
 	}
@@ -107,7 +107,7 @@ func TestProvisioning(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ArgoNamespace, Name: strings.TrimPrefix(ref, ArgoNamespace+"/")}, wf); err != nil {
 		t.Fatal(err)
 	}
-	if len(wf.OwnerReferences) != 1 || wf.OwnerReferences[0].UID != ns.UID || wf.Labels[trigger.NamespaceLabel] != "ledger-dev" {
+	if len(wf.OwnerReferences) != 1 || wf.OwnerReferences[0].UID != ns.UID || wf.Labels[contract.NamespaceLabel] != "ledger-dev" {
 		t.Errorf("workflow owner %v labels %v, want owned by the namespace", wf.OwnerReferences, wf.Labels)
 	}
 	args := map[string]string{}
@@ -179,7 +179,7 @@ func TestProvisioning(t *testing.T) {
 	}
 
 	// A tier change re-provisions the quota.
-	ref = ns.Annotations[trigger.WorkflowAnnotation]
+	ref = ns.Annotations[contract.WorkflowAnnotation]
 	if err := alice.update(ctx, "ledger-dev", func(ns *corev1.Namespace) { ns.Annotations[tierKey] = "medium" }); err != nil {
 		t.Fatal(err)
 	}
@@ -199,8 +199,8 @@ func TestReprovisionRunsThePlanAgain(t *testing.T) {
 	if err := alice.client.Create(ctx, request("again-dev", "payments", "development", nil)); err != nil {
 		t.Fatal(err)
 	}
-	ns := waitCondition(t, "again-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
-	ref := ns.Annotations[trigger.WorkflowAnnotation]
+	ns := waitCondition(t, "again-dev", corev1.ConditionTrue, contract.ReasonSucceeded)
+	ref := ns.Annotations[contract.WorkflowAnnotation]
 	// Someone deletes the quota; asking again restores it.
 	q := &corev1.ResourceQuota{}
 	q.Namespace, q.Name = "again-dev", "nsprov-quota"
@@ -211,7 +211,7 @@ func TestReprovisionRunsThePlanAgain(t *testing.T) {
 	// longer uses, goes; one nsprov did not make stays.
 	stale := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "again-dev", Name: "nsprov-team-admin", Labels: map[string]string{
-			trigger.ManagedByLabel: "nsprov", trigger.RoleBindingLabel: "nsprov-team-admin",
+			contract.ManagedByLabel: "nsprov", contract.RoleBindingLabel: "nsprov-team-admin",
 		}},
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "admin"},
 		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: "team-payments"}},
@@ -223,7 +223,7 @@ func TestReprovisionRunsThePlanAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := alice.update(ctx, "again-dev", func(ns *corev1.Namespace) { ns.Annotations[trigger.ReprovisionAnnotation] = "1" }); err != nil {
+	if err := alice.update(ctx, "again-dev", func(ns *corev1.Namespace) { ns.Annotations[contract.ReprovisionAnnotation] = "1" }); err != nil {
 		t.Fatal(err)
 	}
 	waitNewWorkflow(t, "again-dev", ref)
@@ -238,8 +238,8 @@ func TestReprovisionRunsThePlanAgain(t *testing.T) {
 		if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "again-dev", Name: name}, rb); err != nil {
 			t.Errorf("RoleBinding %s: %v, want it kept", name, err)
 		}
-		if name == "nsprov-team-edit" && rb.Labels[trigger.RoleBindingLabel] != name {
-			t.Errorf("RoleBinding %s labels %v, want %s=%s", name, rb.Labels, trigger.RoleBindingLabel, name)
+		if name == "nsprov-team-edit" && rb.Labels[contract.RoleBindingLabel] != name {
+			t.Errorf("RoleBinding %s labels %v, want %s=%s", name, rb.Labels, contract.RoleBindingLabel, name)
 		}
 	}
 }
@@ -253,7 +253,7 @@ func TestPolicyChangeReplans(t *testing.T) {
 	if err := alice.client.Create(ctx, request("replan-dev", "payments", "development", map[string]string{tierKey: "micro"})); err != nil {
 		t.Fatal(err)
 	}
-	ns := waitCondition(t, "replan-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
+	ns := waitCondition(t, "replan-dev", corev1.ConditionTrue, contract.ReasonSucceeded)
 	quota := &corev1.ResourceQuota{}
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "replan-dev", Name: "nsprov-quota"}, quota); err != nil {
 		t.Fatal(err)
@@ -280,7 +280,7 @@ func TestPolicyChangeReplans(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	waitNewWorkflow(t, "replan-dev", ns.Annotations[trigger.WorkflowAnnotation])
+	waitNewWorkflow(t, "replan-dev", ns.Annotations[contract.WorkflowAnnotation])
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(quota), quota); err != nil {
 		t.Fatal(err)
 	}
@@ -314,9 +314,9 @@ func TestMissingTemplate(t *testing.T) {
 	if err := alice.client.Create(ctx, request("waiting-dev", "payments", "development", nil)); err != nil {
 		t.Fatal(err)
 	}
-	ns := waitCondition(t, "waiting-dev", corev1.ConditionFalse, trigger.ReasonTemplateNotFound)
+	ns := waitCondition(t, "waiting-dev", corev1.ConditionFalse, contract.ReasonTemplateNotFound)
 	for _, c := range ns.Status.Conditions {
-		if c.Type == trigger.ConditionProvisioned && !strings.Contains(c.Message, "argo/nsprov-provision is not installed") {
+		if c.Type == contract.ConditionProvisioned && !strings.Contains(c.Message, "argo/nsprov-provision is not installed") {
 			t.Errorf("condition message %q does not name the template", c.Message)
 		}
 	}
@@ -325,7 +325,7 @@ func TestMissingTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	restored = true
-	waitCondition(t, "waiting-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
+	waitCondition(t, "waiting-dev", corev1.ConditionTrue, contract.ReasonSucceeded)
 }
 
 func wantEvents(t *testing.T, namespace string, reasons ...string) {
@@ -396,9 +396,9 @@ func TestFailingStep(t *testing.T) {
 	if err := alice.client.Create(ctx, request("broken-dev", "payments", "development", nil)); err != nil {
 		t.Fatal(err)
 	}
-	ns := waitCondition(t, "broken-dev", corev1.ConditionFalse, trigger.ReasonFailed)
+	ns := waitCondition(t, "broken-dev", corev1.ConditionFalse, contract.ReasonFailed)
 	for _, c := range ns.Status.Conditions {
-		if c.Type == trigger.ConditionProvisioned && (!strings.Contains(c.Message, "quota") || !strings.Contains(c.Message, "quotas are blocked here by the test")) {
+		if c.Type == contract.ConditionProvisioned && (!strings.Contains(c.Message, "quota") || !strings.Contains(c.Message, "quotas are blocked here by the test")) {
 			t.Errorf("condition message %q does not carry the failed step and kubectl's message", c.Message)
 		}
 	}
@@ -419,10 +419,10 @@ func TestRacingControllersCreateOneWorkflow(t *testing.T) {
 	if err := alice.client.Create(ctx, request("race-dev", "payments", "development", nil)); err != nil {
 		t.Fatal(err)
 	}
-	waitCondition(t, "race-dev", corev1.ConditionTrue, trigger.ReasonSucceeded)
+	waitCondition(t, "race-dev", corev1.ConditionTrue, contract.ReasonSucceeded)
 	cancel() // the second controller goes away mid-life, as in a restart
 	list := &wfv1.WorkflowList{}
-	if err := env.Client.List(context.Background(), list, client.InNamespace(ArgoNamespace), client.MatchingLabels{trigger.NamespaceLabel: "race-dev"}); err != nil {
+	if err := env.Client.List(context.Background(), list, client.InNamespace(ArgoNamespace), client.MatchingLabels{contract.NamespaceLabel: "race-dev"}); err != nil {
 		t.Fatal(err)
 	}
 	if len(list.Items) != 1 {
@@ -443,18 +443,18 @@ func TestOnlyTheLastWorkflowsAreKept(t *testing.T) {
 	if err := alice.client.Create(ctx, request("history-dev", "payments", "development", nil)); err != nil {
 		t.Fatal(err)
 	}
-	ref := waitCondition(t, "history-dev", corev1.ConditionTrue, trigger.ReasonSucceeded).Annotations[trigger.WorkflowAnnotation]
+	ref := waitCondition(t, "history-dev", corev1.ConditionTrue, contract.ReasonSucceeded).Annotations[contract.WorkflowAnnotation]
 	for i := 1; i <= 6; i++ {
 		if err := alice.update(ctx, "history-dev", func(ns *corev1.Namespace) {
-			ns.Annotations[trigger.ReprovisionAnnotation] = fmt.Sprint(i)
+			ns.Annotations[contract.ReprovisionAnnotation] = fmt.Sprint(i)
 		}); err != nil {
 			t.Fatal(err)
 		}
-		ref = waitNewWorkflow(t, "history-dev", ref).Annotations[trigger.WorkflowAnnotation]
+		ref = waitNewWorkflow(t, "history-dev", ref).Annotations[contract.WorkflowAnnotation]
 	}
 	Eventually(t, 30*time.Second, "pruning to 5 workflows", func() error {
 		list := &wfv1.WorkflowList{}
-		if err := env.Client.List(ctx, list, client.InNamespace(ArgoNamespace), client.MatchingLabels{trigger.NamespaceLabel: "history-dev"}); err != nil {
+		if err := env.Client.List(ctx, list, client.InNamespace(ArgoNamespace), client.MatchingLabels{contract.NamespaceLabel: "history-dev"}); err != nil {
 			return err
 		}
 		current := false

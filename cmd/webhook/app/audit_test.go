@@ -13,7 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/nsprov/nsprov/internal/admission/audit"
+	"github.com/nsprov/nsprov/internal/audit"
+	"github.com/nsprov/nsprov/internal/contract"
 )
 
 func denialResult(t time.Time, uid, user, ns, rule string) reportsv1alpha1.ReportResult {
@@ -58,7 +59,7 @@ func TestDenialTable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			if err := writeDenialTable(&out, report, &tt.o); err != nil {
+			if err := writeDenialTable(&out, audit.DenialsOf(report), &tt.o); err != nil {
 				t.Fatal(err)
 			}
 			// tabwriter pads the last column too; compare without trailing spaces.
@@ -79,7 +80,7 @@ func TestViolationTable(t *testing.T) {
 	}
 	report := &reportsv1alpha1.ClusterReport{
 		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
-			audit.AnnotationPolicyRevision: "abc", audit.AnnotationAuditedNamespaces: "7", audit.AnnotationLastAudit: "2025-03-04T06:00:00Z",
+			contract.ReportPolicyRevisionAnnotation: "abc", contract.ReportAuditedNamespacesAnnotation: "7", contract.ReportLastAuditAnnotation: "2025-03-04T06:00:00Z",
 		}},
 		Results: []reportsv1alpha1.ReportResult{
 			r("b-dev", "tier-not-allowed-in-environment", t0),
@@ -88,7 +89,7 @@ func TestViolationTable(t *testing.T) {
 		},
 	}
 	var out bytes.Buffer
-	if err := writeViolationTable(&out, report); err != nil {
+	if err := writeViolationTable(&out, audit.NamespaceAuditOf(report)); err != nil {
 		t.Fatal(err)
 	}
 	want := `NAMESPACE  TEAM      SINCE                 RULES

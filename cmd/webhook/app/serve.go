@@ -29,7 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	nsadmission "github.com/nsprov/nsprov/internal/admission"
-	"github.com/nsprov/nsprov/internal/admission/audit"
+	"github.com/nsprov/nsprov/internal/audit"
 	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/internal/trigger"
 )
@@ -354,7 +354,6 @@ func SetupController(mgr ctrl.Manager, store *policy.Store, argoNamespace, templ
 		Events:   mgr.GetEventRecorder("nsprov"),
 		Options:  trigger.Options{ArgoNamespace: argoNamespace, TemplateName: template},
 		Username: identity,
-		Groups:   []string{"system:serviceaccounts", "system:authenticated"},
 
 		MaxConcurrentReconciles: concurrency,
 	}

@@ -23,6 +23,7 @@ import (
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/internal/trigger"
 )
 
@@ -186,10 +187,11 @@ func newWorkflow(t *testing.T, ns *corev1.Namespace, p map[string]any, o trigger
 	if o.ArgoNamespace == "" {
 		o.ArgoNamespace = argoNS
 	}
-	wf, err := trigger.NewWorkflow(ns, p, "", o)
+	decoded, err := trigger.DecodePlan(p)
 	if err != nil {
 		t.Fatal(err)
 	}
+	wf := trigger.NewWorkflow(ns, decoded, "", o)
 	if err := k8s.Create(context.Background(), wf); err != nil {
 		t.Fatal(err)
 	}
@@ -326,8 +328,8 @@ func TestProvisionThroughStart(t *testing.T) {
 		managed = append(managed, np)
 	}
 	for _, obj := range managed {
-		if obj.GetLabels()[trigger.ManagedByLabel] != "nsprov" {
-			t.Errorf("%T %s lacks %s=nsprov: %v", obj, obj.GetName(), trigger.ManagedByLabel, obj.GetLabels())
+		if obj.GetLabels()[contract.ManagedByLabel] != "nsprov" {
+			t.Errorf("%T %s lacks %s=nsprov: %v", obj, obj.GetName(), contract.ManagedByLabel, obj.GetLabels())
 		}
 	}
 

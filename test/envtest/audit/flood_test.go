@@ -12,7 +12,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/nsprov/nsprov/internal/admission/audit"
+	"github.com/nsprov/nsprov/internal/audit"
 )
 
 const (

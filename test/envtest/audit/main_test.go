@@ -28,7 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/nsprov/nsprov/internal/admission/audit"
+	"github.com/nsprov/nsprov/internal/audit"
 	"github.com/nsprov/nsprov/policies"
 	"github.com/nsprov/nsprov/test/envtest"
 )

@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
-	"github.com/nsprov/nsprov/internal/admission/audit"
+	"github.com/nsprov/nsprov/internal/audit"
+	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/test/envtest"
 )
 
@@ -50,7 +51,7 @@ func TestTighteningAPolicyShowsExistingNamespaces(t *testing.T) {
 		envtest.Eventually(t, 30*time.Second, what, func() error {
 			rev := env.Policies.Bundle().Revision
 			r := getReport(ctx, t, audit.NamespaceAuditReportName)
-			if r == nil || r.Annotations[audit.AnnotationPolicyRevision] != rev {
+			if r == nil || r.Annotations[contract.ReportPolicyRevisionAnnotation] != rev {
 				return fmt.Errorf("no audit of revision %s yet", rev)
 			}
 			rules = nil

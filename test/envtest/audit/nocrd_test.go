@@ -16,7 +16,7 @@ import (
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/internal/admission"
-	"github.com/nsprov/nsprov/internal/admission/audit"
+	"github.com/nsprov/nsprov/internal/audit"
 	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/test/envtest"
 )

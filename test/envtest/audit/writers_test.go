@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/nsprov/nsprov/internal/admission"
-	"github.com/nsprov/nsprov/internal/admission/audit"
+	"github.com/nsprov/nsprov/internal/audit"
 	"github.com/nsprov/nsprov/internal/policy"
 )
 

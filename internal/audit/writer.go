@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +19,19 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/flowcontrol"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Metrics of the writer: results persisted and Events emitted (or dropped
+// by the sink when the Event queue is full).
+var (
+	persistedTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nsprov_audit_records_persisted_total",
+		Help: "Denial results (one per violated rule) written into the nsprov-admission-denials ClusterReport.",
+	})
+	eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nsprov_audit_events_total",
+		Help: "NamespaceRequestDenied Events by result: emitted (handed to the Event recorder) or dropped (the Event queue was full).",
+	}, []string{"result"})
 )
 
 // Event reason, type and reporting controller of a denial.
@@ -62,6 +76,7 @@ type Writer struct {
 // own pace (at most 20 per second for the report, Options.EventQPS for
 // Events), apart from the caller's.
 func NewWriter(cfg *rest.Config, sink *Sink) (*Writer, error) {
+	registerMetrics()
 	rc := rest.CopyConfig(cfg)
 	rc.QPS, rc.Burst = 20, 40
 	rc.UserAgent = "nsprov-audit"

@@ -6,33 +6,36 @@ import (
 	"maps"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/internal/policy"
 )
 
-// RequestAnnotations are the annotations a requester writes; a namespace
-// with any of them is a requested namespace, which the background audit
-// evaluates.
-var RequestAnnotations = []string{
-	"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy", "nsprov.io/features",
-}
-
-// requestedByAnnotation is written by nsprov: who requested the namespace.
-const requestedByAnnotation = "nsprov.io/requested-by"
-
-// DefaultAuditUser is the identity the background audit evaluates as by
-// default: nsprov's own service account, as nsprov serve's --identity.
-const DefaultAuditUser = "system:serviceaccount:nsprov-system:nsprov"
+// Metrics of the background audit.
+var (
+	namespaceAuditViolations = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nsprov_namespace_audit_violations",
+		Help: "Violations (namespace and rule) that the last background audit found among existing namespaces.",
+	})
+	namespaceAuditRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nsprov_namespace_audit_runs_total",
+		Help: "Background audits of existing namespaces, by result (success or error).",
+	}, []string{"result"})
+	namespaceAuditLastRun = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nsprov_namespace_audit_last_run_timestamp_seconds",
+		Help: "Unix time of the last background audit that completed.",
+	})
+)
 
 // AuditorOptions configure the background audit.
 type AuditorOptions struct {
@@ -49,12 +52,12 @@ type AuditorOptions struct {
 	// PollInterval is how often the policy store is checked for a new
 	// revision (default 1s); checking is an atomic load.
 	PollInterval time.Duration
-	// Username and Groups are the identity the policy is evaluated as
-	// (default DefaultAuditUser with the service account groups). It must be
-	// one of nsprov's own identities (the policy's manager_users), and not an
-	// admin: see the package documentation.
+	// Username is the identity the policy is evaluated as (default
+	// contract.DefaultUsername, nsprov's own service account), with the
+	// groups contract.As gives it, as the provisioning controller does. It
+	// must be one of nsprov's own identities (the policy's manager_users),
+	// and not an admin: see the package documentation.
 	Username string
-	Groups   []string
 	// Logger receives the auditor's messages (default: discarded).
 	Logger logr.Logger
 }
@@ -70,26 +73,12 @@ func (o AuditorOptions) withDefaults() AuditorOptions {
 		o.PollInterval = time.Second
 	}
 	if o.Username == "" {
-		o.Username = DefaultAuditUser
-	}
-	if o.Groups == nil {
-		o.Groups = ServiceAccountGroups(o.Username)
+		o.Username = contract.DefaultUsername
 	}
 	if o.Logger.GetSink() == nil {
 		o.Logger = logr.Discard()
 	}
 	return o
-}
-
-// ServiceAccountGroups are the groups the API server gives a service
-// account user (system:serviceaccount:NS:NAME); other users get
-// system:authenticated only.
-func ServiceAccountGroups(username string) []string {
-	parts := strings.Split(username, ":")
-	if len(parts) == 4 && parts[0] == "system" && parts[1] == "serviceaccount" {
-		return []string{"system:serviceaccounts", "system:serviceaccounts:" + parts[2], "system:authenticated"}
-	}
-	return []string{"system:authenticated"}
 }
 
 // Auditor re-evaluates every requested namespace against the active policy
@@ -100,6 +89,7 @@ type Auditor struct {
 	client client.Client
 	store  *policy.Store
 	o      AuditorOptions
+	as     contract.Identity
 	notice *crdNotice
 }
 
@@ -113,7 +103,9 @@ func NewAuditor(cfg *rest.Config, store *policy.Store, o AuditorOptions) (*Audit
 	if err != nil {
 		return nil, fmt.Errorf("creating the audit client: %w", err)
 	}
-	return &Auditor{client: c, store: store, o: o.withDefaults(), notice: noticeFor(cfg)}, nil
+	registerMetrics()
+	o = o.withDefaults()
+	return &Auditor{client: c, store: store, o: o, as: contract.As(o.Username), notice: noticeFor(cfg)}, nil
 }
 
 // NeedLeaderElection implements controller-runtime's LeaderElectionRunnable.
@@ -198,7 +190,7 @@ func (a *Auditor) Run(ctx context.Context) (*AuditResult, error) {
 		}
 		for i := range list.Items {
 			ns := &list.Items[i]
-			if !Requested(ns) || ns.DeletionTimestamp != nil {
+			if !contract.IsRequested(ns) || ns.DeletionTimestamp != nil {
 				continue
 			}
 			res.Namespaces++
@@ -224,25 +216,15 @@ func (a *Auditor) Run(ctx context.Context) (*AuditResult, error) {
 	return res, nil
 }
 
-// Requested tells whether a namespace carries a request annotation.
-func Requested(ns *corev1.Namespace) bool {
-	for _, k := range RequestAnnotations {
-		if _, ok := ns.Annotations[k]; ok {
-			return true
-		}
-	}
-	return false
-}
-
 // AuditRequest is the policy input of an audit of ns: an UPDATE that
 // changes nothing (object == oldObject), by the given identity, dry-run since
 // nothing is written.
-func AuditRequest(ns *corev1.Namespace, username string, groups []string) *policy.Request {
+func AuditRequest(ns *corev1.Namespace, as contract.Identity) *policy.Request {
 	return &policy.Request{
 		UID:       "nsprov-audit-" + string(ns.UID),
 		Operation: "UPDATE",
-		Username:  username,
-		Groups:    groups,
+		Username:  as.Username,
+		Groups:    as.Groups,
 		DryRun:    true,
 		Object:    ns,
 		OldObject: ns,
@@ -253,9 +235,9 @@ func AuditRequest(ns *corev1.Namespace, username string, groups []string) *polic
 // violated rule, or one error result when the policy fails.
 func (a *Auditor) evaluate(ctx context.Context, b *policy.Bundle, ns *corev1.Namespace, now time.Time) ([]reportsv1alpha1.ReportResult, error) {
 	props := map[string]string{
-		PropTeam:           ns.Annotations["nsprov.io/team"],
-		PropEnvironment:    ns.Annotations["nsprov.io/environment"],
-		PropRequestedBy:    ns.Annotations[requestedByAnnotation],
+		PropTeam:           ns.Annotations[contract.TeamAnnotation],
+		PropEnvironment:    ns.Annotations[contract.EnvironmentAnnotation],
+		PropRequestedBy:    ns.Annotations[contract.RequestedByAnnotation],
 		PropPolicyRevision: b.Revision,
 		PropTime:           now.UTC().Format(time.RFC3339),
 	}
@@ -266,7 +248,7 @@ func (a *Auditor) evaluate(ctx context.Context, b *policy.Bundle, ns *corev1.Nam
 			Description: truncate(msg, maxMessage), Properties: maps.Clone(props),
 		}
 	}
-	v, err := b.Validate(ctx, AuditRequest(ns, a.o.Username, a.o.Groups))
+	v, err := b.Validate(ctx, AuditRequest(ns, a.as))
 	if err != nil {
 		return []reportsv1alpha1.ReportResult{result("policy-evaluation", "error", err.Error())}, err
 	}
@@ -327,13 +309,13 @@ func (a *Auditor) publish(ctx context.Context, revision string, res *AuditResult
 		if report.Annotations == nil {
 			report.Annotations = map[string]string{}
 		}
-		report.Annotations[AnnotationPolicyRevision] = revision
-		report.Annotations[AnnotationAuditedNamespaces] = strconv.Itoa(res.Namespaces)
-		report.Annotations[AnnotationLastAudit] = now.UTC().Format(time.RFC3339)
+		report.Annotations[contract.ReportPolicyRevisionAnnotation] = revision
+		report.Annotations[contract.ReportAuditedNamespacesAnnotation] = strconv.Itoa(res.Namespaces)
+		report.Annotations[contract.ReportLastAuditAnnotation] = now.UTC().Format(time.RFC3339)
 		if omitted > 0 {
-			report.Annotations[AnnotationOmittedViolations] = strconv.Itoa(omitted)
+			report.Annotations[contract.ReportOmittedViolationsAnnotation] = strconv.Itoa(omitted)
 		} else {
-			delete(report.Annotations, AnnotationOmittedViolations)
+			delete(report.Annotations, contract.ReportOmittedViolationsAnnotation)
 		}
 		if creating {
 			err = a.client.Create(ctx, report)

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/internal/policy"
 )
 
@@ -29,37 +30,38 @@ func TestAuditEvaluation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Auditor{o: AuditorOptions{}.withDefaults()}
-	if a.o.Username != DefaultAuditUser || !slices.Equal(a.o.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:authenticated"}) {
-		t.Fatalf("default identity %s %v", a.o.Username, a.o.Groups)
+	o := AuditorOptions{}.withDefaults()
+	a := &Auditor{o: o, as: contract.As(o.Username)}
+	if a.as.Username != contract.DefaultUsername || !slices.Equal(a.as.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:authenticated"}) {
+		t.Fatalf("default identity %s %v", a.as.Username, a.as.Groups)
 	}
-	provisioned := map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "small", "monitoring.nsprov.io/enhanced": "true"}
+	provisioned := map[string]string{contract.TeamLabel: "payments", contract.EnvironmentLabel: "development", contract.TierLabel: "small", "monitoring.nsprov.io/enhanced": "true"}
 	tests := []struct {
 		name string
 		ns   *corev1.Namespace
 		want []string
 	}{
 		{"provisioned by nsprov", stored("payments-dev", map[string]string{
-			"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/features": "monitoring-enhanced",
-			"nsprov.io/requested-by": "alice", "nsprov.io/workflow": "argo/nsprov-x",
+			contract.TeamAnnotation: "payments", contract.EnvironmentAnnotation: "development", contract.FeaturesAnnotation: "monitoring-enhanced",
+			contract.RequestedByAnnotation: "alice", contract.WorkflowAnnotation: "argo/nsprov-x",
 		}, provisioned), nil},
 		{"requested by an admin outside the team", stored("web-dev", map[string]string{
-			"nsprov.io/team": "web", "nsprov.io/environment": "development", "nsprov.io/requested-by": "root",
+			contract.TeamAnnotation: "web", contract.EnvironmentAnnotation: "development", contract.RequestedByAnnotation: "root",
 		}, nil), nil},
 		{"a label nsprov did not derive, set long ago", stored("old-dev", map[string]string{
-			"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/requested-by": "alice",
-		}, map[string]string{"nsprov.io/tier": "large"}), nil},
+			contract.TeamAnnotation: "payments", contract.EnvironmentAnnotation: "development", contract.RequestedByAnnotation: "alice",
+		}, map[string]string{contract.TierLabel: "large"}), nil},
 		{"tier no longer allowed", stored("big-dev", map[string]string{
-			"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "large",
+			contract.TeamAnnotation: "payments", contract.EnvironmentAnnotation: "development", contract.TierAnnotation: "large",
 		}, nil), []string{"tier-not-allowed-in-environment"}},
 		{"open in production, wrong suffix", stored("web-production", map[string]string{
-			"nsprov.io/team": "web", "nsprov.io/environment": "production", "nsprov.io/network-policy": "open",
+			contract.TeamAnnotation: "web", contract.EnvironmentAnnotation: "production", contract.NetworkPolicyAnnotation: "open",
 		}, nil), []string{"name-environment-suffix", "network-policy-not-allowed-in-environment"}},
 	}
 	now := time.Now()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if !Requested(tt.ns) {
+			if !contract.IsRequested(tt.ns) {
 				t.Fatal("not a requested namespace")
 			}
 			results, err := a.evaluate(context.Background(), b, tt.ns, now)
@@ -70,7 +72,7 @@ func TestAuditEvaluation(t *testing.T) {
 			for _, r := range results {
 				rules = append(rules, r.Rule)
 				if r.Policy != r.Rule || r.Result != "fail" || r.Subjects[0].Name != tt.ns.Name || string(r.Subjects[0].UID) != string(tt.ns.UID) ||
-					r.Description == "" || r.Properties[PropTeam] != tt.ns.Annotations["nsprov.io/team"] || r.Properties[PropPolicyRevision] != b.Revision {
+					r.Description == "" || r.Properties[PropTeam] != tt.ns.Annotations[contract.TeamAnnotation] || r.Properties[PropPolicyRevision] != b.Revision {
 					t.Errorf("result %+v", r)
 				}
 			}
@@ -79,16 +81,7 @@ func TestAuditEvaluation(t *testing.T) {
 			}
 		})
 	}
-	if Requested(stored("kube-public", nil, map[string]string{"nsprov.io/team": "x"})) {
+	if contract.IsRequested(stored("kube-public", nil, map[string]string{contract.TeamLabel: "x"})) {
 		t.Error("a namespace without request annotations counts as requested")
-	}
-}
-
-func TestServiceAccountGroups(t *testing.T) {
-	if got := ServiceAccountGroups("system:serviceaccount:ops:auditor"); !slices.Equal(got, []string{"system:serviceaccounts", "system:serviceaccounts:ops", "system:authenticated"}) {
-		t.Errorf("groups %v", got)
-	}
-	if got := ServiceAccountGroups("jane"); !slices.Equal(got, []string{"system:authenticated"}) {
-		t.Errorf("groups %v", got)
 	}
 }

@@ -3,6 +3,30 @@ package audit
 import (
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons of nsprov_audit_records_dropped_total.
+const (
+	// DropQueueFull: the queue of unwritten results was full and its oldest
+	// entries made room for new ones.
+	DropQueueFull = "queue-full"
+	// DropReportBound: the result was trimmed from the report (or never
+	// entered it) because the report keeps only the newest ReportSize results.
+	DropReportBound = "report-bound"
+)
+
+// Metrics of the queue of denial results.
+var (
+	droppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nsprov_audit_records_dropped_total",
+		Help: "Denial results (one per violated rule) that are not kept in the nsprov-admission-denials ClusterReport, by reason: queue-full (the write queue overflowed) or report-bound (trimmed to keep the newest --audit-report-size results).",
+	}, []string{"reason"})
+	queueLength = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nsprov_audit_queue_length",
+		Help: "Denial results waiting to be written into the ClusterReport, including a batch being written.",
+	})
 )
 
 // denial is one violated rule of one denied request: a future result of the

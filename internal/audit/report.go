@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,6 +20,17 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+
+	"github.com/nsprov/nsprov/internal/contract"
+)
+
+// Metrics of the writes of nsprov's ClusterReports, by the writer and the
+// auditor.
+var (
+	reportWritesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nsprov_audit_report_writes_total",
+		Help: "Writes of nsprov's ClusterReports by report and result: success, conflict (another replica wrote first; retried on the newer object) or error.",
+	}, []string{"report", "result"})
 )
 
 // Names of nsprov's ClusterReports.
@@ -58,15 +70,6 @@ const (
 	PropRequestedBy = "requestedBy"
 )
 
-// Annotations of the namespace audit report.
-const (
-	AnnotationPolicyRevision       = "nsprov.io/policy-revision"
-	AnnotationAuditedNamespaces    = "nsprov.io/audited-namespaces"
-	AnnotationLastAudit            = "nsprov.io/last-audit"
-	AnnotationOmittedViolations    = "nsprov.io/omitted-violations"
-	labelManagedBy, managedByValue = "app.kubernetes.io/managed-by", "nsprov"
-)
-
 // Bounds of the strings a result stores, so that a report of ReportSize
 // results stays small.
 const (
@@ -90,7 +93,7 @@ var Scheme = func() *runtime.Scheme {
 // newReport is an empty ClusterReport of nsprov's.
 func newReport(name string, size int) *reportsv1alpha1.ClusterReport {
 	return &reportsv1alpha1.ClusterReport{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{labelManagedBy: managedByValue}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{contract.ManagedByLabel: contract.ManagedBy}},
 		Source:     Source,
 		Configuration: &reportsv1alpha1.ReportConfiguration{Limits: reportsv1alpha1.Limits{
 			MaxResults: size, StatusFilter: []reportsv1alpha1.StatusFilter{"fail"},

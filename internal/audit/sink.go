@@ -10,9 +10,27 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/policy"
+)
+
+// Metrics of every admission decision, updated by Record.
+var (
+	requestsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nsprov_admission_requests_total",
+		Help: "Admission decisions by webhook (mutate or validate), operation (CREATE or UPDATE) and result (allowed, denied or error).",
+	}, []string{"webhook", "operation", "result"})
+	violationsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nsprov_admission_violations_total",
+		Help: "Violated rules in denied admission requests (dry-run included), by rule ID.",
+	}, []string{"rule"})
+	durationSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "nsprov_admission_duration_seconds",
+		Help:    "Time nsprov spent deciding an admission request (decoding and policy evaluation), by webhook.",
+		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+	}, []string{"webhook"})
 )
 
 // Defaults of Options.
@@ -121,6 +139,7 @@ var _ admission.Recorder = (*Sink)(nil)
 // NewSink returns a sink with its queues; nothing is written to the cluster
 // until a Writer runs for it.
 func NewSink(o Options) *Sink {
+	registerMetrics()
 	o = o.withDefaults()
 	return &Sink{o: o, queue: newQueue(o.QueueSize), events: make(chan deniedEvent, o.EventQueueSize)}
 }

@@ -67,4 +67,14 @@
 // (team membership) the requester had, which nsprov does not know, and a
 // rule that one day judges the requester would then misfire; evaluating as
 // an admin would hide whatever admins are exempt from.
+//
+// The identity is contract.As(username): the provisioning controller
+// evaluates plans as the same identity with the same groups.
+//
+// A Reader reads the two reports back, for `nsprov audit`: the denied
+// requests grouped by request (newest first) and the namespaces of the last
+// audit with the rules they break.
+//
+// The metrics are registered with controller-runtime's registry once, when
+// the first Sink, Writer or Auditor is created.
 package audit
