@@ -64,7 +64,7 @@ type Env struct {
 	env    *crenvtest.Environment
 	opts   Options
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the webhook server, policy watcher, controllers and runner
+	wg     sync.WaitGroup // nsprov's servers and the runner
 	tmpDir string
 }
 
@@ -172,8 +172,10 @@ func NewControlPlane(assets string) (*crenvtest.Environment, error) {
 	}, nil
 }
 
-// Start starts etcd, kube-apiserver and nsprov's webhooks, and returns once
-// the API server calls the webhooks.
+// Start starts etcd and kube-apiserver with the chart's webhook
+// configurations, installs the WorkflowTemplate, runs nsprov's server (built
+// by server.New, as `nsprov serve` builds it) and the runner of Workflows, and
+// returns once the API server can call the webhooks.
 func Start(ctx context.Context, o Options) (*Env, error) {
 	assets, err := AssetsDir()
 	if err != nil {
@@ -220,8 +222,22 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err := e.grantNamespaceAccess(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.startProvisioning(ctx, runCtx, assets, !o.NoRunner); err != nil {
+	if err := e.installWorkflowTemplate(ctx); err != nil {
 		return nil, err
+	}
+	// nsprov itself: webhooks on the port the API server calls, and the
+	// provisioning controller.
+	wio := &env.WebhookInstallOptions
+	if e.Policies, err = e.startServer(runCtx, wio.LocalServingHost, wio.LocalServingPort); err != nil {
+		return nil, err
+	}
+	if err := waitForTLS(ctx, net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))); err != nil {
+		return nil, err
+	}
+	if !o.NoRunner {
+		if err := e.startRunner(runCtx, assets); err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return e, nil
@@ -235,11 +251,9 @@ const (
 	ArgoNamespace   = "argo"
 )
 
-// startProvisioning creates the Argo namespace and the nsprov-provision
-// WorkflowTemplate from the chart, then runs the trigger controller (as
-// nsprov's service account) and the local runner of Workflows (as the
-// provisioner's), both in process.
-func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runner bool) error {
+// installWorkflowTemplate creates the Argo namespace and the nsprov-provision
+// WorkflowTemplate from the chart.
+func (e *Env) installWorkflowTemplate(ctx context.Context) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -254,21 +268,12 @@ func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runn
 	if err := e.Client.Create(ctx, tmpl); err != nil {
 		return fmt.Errorf("installing WorkflowTemplate %s: %w", tmpl.Name, err)
 	}
+	return nil
+}
 
-	// nsprov itself: webhooks on the port the API server calls, and the
-	// provisioning controller.
-	wio := &e.env.WebhookInstallOptions
-	e.Policies, err = e.startServer(runCtx, wio.LocalServingHost, wio.LocalServingPort)
-	if err != nil {
-		return err
-	}
-	if err := waitForTLS(ctx, net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))); err != nil {
-		return err
-	}
-	if !runner {
-		return nil
-	}
-
+// startRunner runs the local runner of Workflows, as the provisioner's
+// service account, in process until ctx ends.
+func (e *Env) startRunner(ctx context.Context, assets string) error {
 	// The runner of Workflows, as the provisioner (RBAC: system:masters).
 	kubeconfig, err := e.UserKubeconfig(ProvisionerUser, "system:serviceaccounts", "system:serviceaccounts:argo", "system:masters")
 	if err != nil {
@@ -284,7 +289,7 @@ func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runn
 		return err
 	}
 	r := argorunner.New(e.Client, ArgoNamespace, filepath.Join(assets, "kubectl"), kcPath)
-	e.wg.Go(func() { _ = r.Start(runCtx) })
+	e.wg.Go(func() { _ = r.Start(ctx) })
 	return nil
 }
 
