@@ -29,8 +29,8 @@ import (
 	"github.com/nsprov/nsprov/internal/trigger"
 )
 
-// LeaderElectionID names the Lease the replicas elect their leader with.
-const LeaderElectionID = "nsprov-controller"
+// leaderElectionID names the Lease the replicas elect their leader with.
+const leaderElectionID = "nsprov-controller"
 
 // Dependencies are what a server needs besides its options.
 type Dependencies struct {
@@ -112,7 +112,7 @@ func New(cfg *rest.Config, store *policy.Store, o Options, deps Dependencies) (*
 		HealthProbeBindAddress:  o.Endpoints.ProbeAddr,
 		BaseContext:             func() context.Context { return logr.NewContext(context.Background(), log) },
 		LeaderElection:          o.Controller.LeaderElect,
-		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionID:        leaderElectionID,
 		LeaderElectionNamespace: o.Controller.LeaderElectionNamespace,
 		Cache:                   cacheOpts,
 		// Controller names are unique per manager; several servers share
@@ -158,9 +158,6 @@ func New(cfg *rest.Config, store *policy.Store, o Options, deps Dependencies) (*
 	}
 	return s, nil
 }
-
-// Manager is the server's controller-runtime manager.
-func (s *Server) Manager() ctrl.Manager { return s.mgr }
 
 // Start runs the server until ctx ends.
 func (s *Server) Start(ctx context.Context) error {
