@@ -1,6 +1,6 @@
 // Package admission holds nsprov's mutating and validating admission handlers
-// for Namespaces and the description of the webhook configurations that route
-// requests to them.
+// for Namespaces. The webhook configurations that route requests to them live
+// in the Helm chart (charts/nsprov/templates/webhook).
 //
 // Both handlers evaluate the active policy bundle with prepared queries; they
 // write nothing to the cluster, so they are safe on dry-run. A malformed

@@ -49,9 +49,6 @@ type AuditorOptions struct {
 	// Interval is the period of the audit; 0 audits only at start and when
 	// the active policy changes.
 	Interval time.Duration
-	// PollInterval is how often the policy store is checked for a new
-	// revision (default 1s); checking is an atomic load.
-	PollInterval time.Duration
 	// Username is the identity the policy is evaluated as (default
 	// contract.DefaultUsername, nsprov's own service account), with the
 	// groups contract.As gives it, as the provisioning controller does. It
@@ -68,9 +65,6 @@ func (o AuditorOptions) withDefaults() AuditorOptions {
 	}
 	if o.ReportSize <= 0 {
 		o.ReportSize = DefaultReportSize
-	}
-	if o.PollInterval <= 0 {
-		o.PollInterval = time.Second
 	}
 	if o.Username == "" {
 		o.Username = contract.DefaultUsername
@@ -120,11 +114,8 @@ func (a *Auditor) Start(ctx context.Context) error {
 		defer t.Stop()
 		periodic = t.C
 	}
-	poll := time.NewTicker(a.o.PollInterval)
-	defer poll.Stop()
-
-	audited := "" // the revision of the last successful audit
-	var retryAt time.Time
+	audited := ""              // the revision of the last successful audit
+	var retry <-chan time.Time // set while a failed audit waits to be retried
 	backoff := time.Duration(0)
 	run := func(reason string) {
 		rev := a.store.Bundle().Revision
@@ -134,16 +125,17 @@ func (a *Auditor) Start(ctx context.Context) error {
 				return
 			}
 			backoff = min(max(2*backoff, 5*time.Second), 5*time.Minute)
-			retryAt = time.Now().Add(backoff)
+			retry = time.After(backoff)
 			if err != errNoCRD {
 				log.Error(err, "namespace audit failed; retrying", "reason", reason, "retryIn", backoff.String())
 			}
 			return
 		}
-		audited, backoff, retryAt = rev, 0, time.Time{}
+		audited, backoff, retry = rev, 0, nil
 		log.Info("namespace audit done", "reason", reason, "policyRevision", res.Revision,
 			"namespaces", res.Namespaces, "violations", res.Violations, "report", a.o.ReportName)
 	}
+	changed := a.store.Changed()
 	run("start")
 	for {
 		select {
@@ -151,13 +143,15 @@ func (a *Auditor) Start(ctx context.Context) error {
 			return nil
 		case <-periodic:
 			run("periodic")
-		case <-poll.C:
-			switch {
-			case a.store.Bundle().Revision != audited && retryAt.IsZero():
+		case <-changed:
+			changed = a.store.Changed()
+			// While a retry is pending, it audits the newest policy.
+			if a.store.Bundle().Revision != audited && retry == nil {
 				run("policy changed")
-			case !retryAt.IsZero() && time.Now().After(retryAt):
-				run("retry")
 			}
+		case <-retry:
+			retry = nil
+			run("retry")
 		}
 	}
 }

@@ -13,19 +13,32 @@ import (
 // single atomic load. A Store that watches a directory replaces the bundle
 // when the directory changes and the new files compile; a bundle that does not
 // compile is reported and the previous one keeps serving.
+//
+// Changed and Status are the one way to hear about what the store does: every
+// consumer (the controller, the background audit, the reload metrics and
+// Events) takes Changed, reads Status, and waits for Changed to close.
 type Store struct {
 	current   atomic.Pointer[Bundle]
 	mu        sync.Mutex
-	changed   chan struct{} // closed and replaced when Watch swaps in a bundle
+	changed   chan struct{} // closed and replaced when the status changes
+	status    Status        // guarded by mu, except status.Bundle (current)
 	dir       string
 	interval  time.Duration
 	cacheSize int
 	evaluator string
-	// OnChange, when set, is called with every bundle that becomes active,
-	// including the first one. Set it before Watch starts.
-	OnChange func(*Bundle)
-	// OnError, when set, is called when a changed directory fails to load.
-	OnError func(error)
+}
+
+// Status is what a store has done since it was created.
+type Status struct {
+	// Bundle is the active bundle.
+	Bundle *Bundle
+	// Reloads counts the bundles that replaced the active one.
+	Reloads uint64
+	// Rejections counts the changes of the directory whose bundle did not
+	// load; the previous bundle kept serving.
+	Rejections uint64
+	// LastRejection is why the latest rejected change did not load.
+	LastRejection error
 }
 
 // NewStore loads the embedded bundle, or the bundle in dir when dir is not
@@ -58,8 +71,10 @@ func StaticStore(b *Bundle) *Store {
 // Bundle returns the active bundle.
 func (s *Store) Bundle() *Bundle { return s.current.Load() }
 
-// Changed returns a channel that is closed when a new bundle replaces the
-// active one. Take it before reading Bundle, so no change is missed.
+// Changed returns a channel that is closed when the store's Status changes:
+// a new bundle replaced the active one, or a changed directory was rejected.
+// Take it before reading Status or Bundle, so no change is missed; several
+// changes may close one channel.
 func (s *Store) Changed() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -69,15 +84,42 @@ func (s *Store) Changed() <-chan struct{} {
 	return s.changed
 }
 
-// swap makes b the active bundle and wakes the Changed channels.
-func (s *Store) swap(b *Bundle) {
-	s.current.Store(b)
+// Status returns what the store has done so far.
+func (s *Store) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	st := s.status
+	st.Bundle = s.Bundle()
+	return st
+}
+
+// notify updates the status with f under the lock and wakes the Changed
+// channels.
+func (s *Store) notify(f func(*Status)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.status)
 	if s.changed != nil {
 		close(s.changed)
 		s.changed = nil
 	}
+}
+
+// swap makes b the active bundle and wakes the Changed channels.
+func (s *Store) swap(b *Bundle) {
+	s.notify(func(st *Status) {
+		s.current.Store(b)
+		st.Reloads++
+	})
+}
+
+// reject records a changed directory that did not load and wakes the
+// Changed channels.
+func (s *Store) reject(err error) {
+	s.notify(func(st *Status) {
+		st.Rejections++
+		st.LastRejection = err
+	})
 }
 
 // SetDecisionCacheSize sets the decision cache size of the active bundle and
@@ -101,13 +143,11 @@ func (s *Store) SetEvaluator(name string) error {
 func (s *Store) SetInterval(d time.Duration) { s.interval = d }
 
 // Watch polls the policy directory until ctx ends and swaps in a new bundle
-// when the revision of its files changes. Polling, rather than inotify, also
+// when the revision of its files changes; Changed and Status report both
+// reloads and rejected changes. Polling, rather than inotify, also
 // sees the atomic symlink swap of a mounted ConfigMap. It returns at once for a
 // store without a directory. It satisfies controller-runtime's Runnable.
 func (s *Store) Watch(ctx context.Context) error {
-	if s.OnChange != nil {
-		s.OnChange(s.Bundle())
-	}
 	if s.dir == "" {
 		return nil
 	}
@@ -133,9 +173,7 @@ func (s *Store) Watch(ctx context.Context) error {
 		if err != nil {
 			failed = rev
 			log.Error(err, "the changed policy does not load; the active policy keeps serving", "revision", s.Bundle().Revision, "rejectedRevision", rev)
-			if s.OnError != nil {
-				s.OnError(err)
-			}
+			s.reject(err)
 			continue
 		}
 		failed = ""
@@ -148,8 +186,5 @@ func (s *Store) Watch(ctx context.Context) error {
 		old := s.Bundle().Revision
 		s.swap(b)
 		log.Info("policy reloaded", "revision", b.Revision, "previousRevision", old, "evaluator", b.Evaluator)
-		if s.OnChange != nil {
-			s.OnChange(b)
-		}
 	}
 }

@@ -49,7 +49,9 @@ func readFile(t *testing.T, path string) string {
 	return string(data)
 }
 
-// watched is a Store whose Watch runs until the test ends.
+// watched is a Store whose Watch runs until the test ends, with a consumer
+// that follows Changed and Status as the store's real consumers do and keeps
+// every bundle it saw become active and every rejection.
 type watched struct {
 	*Store
 	mu      sync.Mutex
@@ -69,6 +71,29 @@ func (w *watched) errors() []error {
 	return append([]error(nil), w.errs...)
 }
 
+// follow records the store's changes until ctx ends.
+func (w *watched) follow(ctx context.Context) {
+	var seen Status
+	for first := true; ; first = false {
+		changed := w.Changed()
+		st := w.Status()
+		w.mu.Lock()
+		if first || st.Bundle != seen.Bundle {
+			w.changes = append(w.changes, st.Bundle)
+		}
+		if st.Rejections != seen.Rejections {
+			w.errs = append(w.errs, st.LastRejection)
+		}
+		w.mu.Unlock()
+		seen = st
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
 func startWatch(t *testing.T, dir string) *watched {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -79,17 +104,9 @@ func startWatch(t *testing.T, dir string) *watched {
 	}
 	s.SetInterval(100 * time.Millisecond)
 	w := &watched{Store: s}
-	s.OnChange = func(b *Bundle) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.changes = append(w.changes, b)
-	}
-	s.OnError = func(err error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.errs = append(w.errs, err)
-	}
 	done := make(chan error, 1)
+	followed := make(chan struct{})
+	go func() { defer close(followed); w.follow(ctx) }()
 	go func() { done <- s.Watch(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -101,6 +118,7 @@ func startWatch(t *testing.T, dir string) *watched {
 		case <-time.After(10 * time.Second):
 			t.Errorf("Watch did not return after its context ended")
 		}
+		<-followed
 	})
 	return w
 }
@@ -128,9 +146,12 @@ func TestStoreWatch(t *testing.T) {
 	dir := copyPolicies(t)
 	w := startWatch(t, dir)
 	first := w.Bundle()
-	eventually(t, "OnChange with the first bundle", func() bool { return len(w.changed()) >= 1 })
+	eventually(t, "the consumer seeing the first bundle", func() bool { return len(w.changed()) >= 1 })
 	if got := w.changed()[0]; got != first {
-		t.Fatalf("first OnChange got revision %s, want the loaded bundle %s", got.Revision, first.Revision)
+		t.Fatalf("the consumer first saw revision %s, want the loaded bundle %s", got.Revision, first.Revision)
+	}
+	if st := w.Status(); st.Bundle != first || st.Reloads != 0 || st.Rejections != 0 || st.LastRejection != nil {
+		t.Fatalf("status before any change %+v", st)
 	}
 	if c := smallTierCost(t, first); !strings.Contains(c, "$100 per month") {
 		t.Fatalf("initial warning %q", c)
@@ -148,7 +169,7 @@ func TestStoreWatch(t *testing.T) {
 		t.Fatal("the edit did not change the revision")
 	}
 	eventually(t, "the edited bundle", func() bool { return w.Bundle().Revision == r1 })
-	eventually(t, "OnChange with the edited bundle", func() bool {
+	eventually(t, "the consumer seeing the edited bundle", func() bool {
 		ch := w.changed()
 		return ch[len(ch)-1].Revision == r1
 	})
@@ -160,22 +181,23 @@ func TestStoreWatch(t *testing.T) {
 		t.Errorf("source %q, want %q", edited.Source, dir)
 	}
 	if errs := w.errors(); len(errs) != 0 {
-		t.Fatalf("OnError called for a valid edit: %v", errs)
+		t.Fatalf("a valid edit was reported as rejected: %v", errs)
 	}
 
-	// A broken edit keeps the edited bundle serving and calls OnError.
+	// A broken edit keeps the edited bundle serving and is reported as a
+	// rejection.
 	lib := filepath.Join(dir, "lib.rego")
 	libOrig := readFile(t, lib)
 	writeAtomic(t, lib, libOrig+"\nbroken := {\n")
-	eventually(t, "OnError for the broken edit", func() bool { return len(w.errors()) >= 1 })
+	eventually(t, "the consumer seeing the rejected edit", func() bool { return len(w.errors()) >= 1 })
 	if err := w.errors()[0]; !strings.Contains(err.Error(), "lib.rego") {
-		t.Errorf("OnError got %v, want it to name lib.rego", err)
+		t.Errorf("rejection %v, want it to name lib.rego", err)
 	}
 	if w.Bundle() != edited {
 		t.Errorf("the broken edit replaced the bundle: revision %s, want %s", w.Bundle().Revision, r1)
 	}
 	if ch := w.changed(); ch[len(ch)-1] != edited {
-		t.Errorf("OnChange called for the broken edit with revision %s", ch[len(ch)-1].Revision)
+		t.Errorf("the broken edit was reported as a new bundle with revision %s", ch[len(ch)-1].Revision)
 	}
 	if c := smallTierCost(t, w.Bundle()); !strings.Contains(c, "$150 per month") {
 		t.Errorf("the serving bundle changed behaviour: %q", c)
@@ -188,7 +210,7 @@ func TestStoreWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the fixed bundle", func() bool { return w.Bundle().Revision == r2 })
-	eventually(t, "OnChange with the fixed bundle", func() bool {
+	eventually(t, "the consumer seeing the fixed bundle", func() bool {
 		ch := w.changed()
 		return ch[len(ch)-1].Revision == r2
 	})
@@ -201,7 +223,13 @@ func TestStoreWatch(t *testing.T) {
 		revs = append(revs, b.Revision)
 	}
 	if want := []string{first.Revision, r1, r2}; strings.Join(revs, ",") != strings.Join(want, ",") {
-		t.Errorf("OnChange revisions %v, want %v", revs, want)
+		t.Errorf("bundles seen %v, want %v", revs, want)
+	}
+	if st := w.Status(); st.Reloads != 2 || st.Rejections != 1 || st.LastRejection == nil || st.Bundle.Revision != r2 {
+		t.Errorf("status %+v, want 2 reloads, 1 rejection and revision %s", st, r2)
+	}
+	if errs := w.errors(); len(errs) != 1 {
+		t.Errorf("rejections seen %v, want the broken edit once", errs)
 	}
 }
 
@@ -298,7 +326,7 @@ func TestStoreWatchConfigMapSwap(t *testing.T) {
 				t.Errorf("the swapped bundle says %q, want %s", c, tt.wantCost)
 			}
 			if errs := w.errors(); len(errs) != 0 {
-				t.Errorf("OnError: %v", errs)
+				t.Errorf("rejected: %v", errs)
 			}
 		})
 	}
@@ -313,15 +341,18 @@ func TestStoreWithoutDirectory(t *testing.T) {
 	if s.Bundle() == nil || s.Bundle().Source != "embedded" {
 		t.Fatalf("bundle %+v", s.Bundle())
 	}
-	var got []*Bundle
-	s.OnChange = func(b *Bundle) { got = append(got, b) }
-	s.OnError = func(err error) { t.Errorf("OnError: %v", err) }
-	// Watch returns at once: nothing to watch.
+	changed := s.Changed()
+	// Watch returns at once: nothing to watch, nothing changes.
 	if err := s.Watch(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0] != s.Bundle() {
-		t.Errorf("OnChange got %v, want the embedded bundle once", got)
+	select {
+	case <-changed:
+		t.Error("Changed is closed though nothing changed")
+	default:
+	}
+	if st := s.Status(); st.Bundle != s.Bundle() || st.Reloads != 0 || st.Rejections != 0 {
+		t.Errorf("status %+v, want the embedded bundle and nothing else", st)
 	}
 
 	static := StaticStore(s.Bundle())
@@ -415,9 +446,22 @@ func TestStoreChanged(t *testing.T) {
 	if c := smallTierCost(t, w.Bundle()); !strings.Contains(c, "$125") {
 		t.Errorf("after Changed the bundle says %q", c)
 	}
+	next := w.Changed()
 	select {
-	case <-w.Changed():
+	case <-next:
 		t.Fatal("the next Changed is closed without a new change")
 	default:
+	}
+	// A rejected edit closes it too, and leaves the bundle in place.
+	before := w.Bundle()
+	lib := filepath.Join(dir, "lib.rego")
+	writeAtomic(t, lib, readFile(t, lib)+"\nbroken := {\n")
+	select {
+	case <-next:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Changed was not closed when the broken edit was rejected")
+	}
+	if st := w.Status(); st.Bundle != before || st.Rejections != 1 || st.LastRejection == nil {
+		t.Errorf("status after the rejected edit %+v", st)
 	}
 }

@@ -104,6 +104,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 // policy, until ctx ends.
 func (r *Reconciler) watchPolicy(ctx context.Context, changes chan<- event.GenericEvent) error {
 	changed := r.Policies.Changed()
+	seen := r.Policies.Bundle()
 	for {
 		select {
 		case <-ctx.Done():
@@ -113,6 +114,11 @@ func (r *Reconciler) watchPolicy(ctx context.Context, changes chan<- event.Gener
 		// Taken before the namespaces are reconciled, which read the
 		// newest bundle: a later change wakes the next round.
 		changed = r.Policies.Changed()
+		b := r.Policies.Bundle()
+		if b == seen {
+			continue // a rejected policy edit: no plan changed
+		}
+		seen = b
 		log.FromContext(ctx).Info("the policy changed; reconciling every requested namespace against it", "revision", r.Policies.Bundle().Revision)
 		select {
 		case changes <- event.GenericEvent{Object: &corev1.Namespace{}}:

@@ -18,6 +18,7 @@ import (
 	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	"github.com/spf13/pflag"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -25,22 +26,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/yaml"
 
-	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/policy"
+	"github.com/nsprov/nsprov/internal/server"
 	"github.com/nsprov/nsprov/internal/trigger"
 	"github.com/nsprov/nsprov/test/envtest/argorunner"
+	"github.com/nsprov/nsprov/test/envtest/chartrender"
 )
 
 // Options configure the harness.
@@ -62,12 +58,13 @@ type Env struct {
 	Config *rest.Config
 	// Client is an admin client.
 	Client client.Client
-	// Policies is the policy store the webhooks serve.
+	// Policies is the policy store of the server the API server calls.
 	Policies *policy.Store
 
 	env    *crenvtest.Environment
+	opts   Options
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the webhook server, policy watcher, controllers and runner
+	wg     sync.WaitGroup // nsprov's servers and the runner
 	tmpDir string
 }
 
@@ -175,8 +172,10 @@ func NewControlPlane(assets string) (*crenvtest.Environment, error) {
 	}, nil
 }
 
-// Start starts etcd, kube-apiserver and nsprov's webhooks, and returns once
-// the API server calls the webhooks.
+// Start starts etcd and kube-apiserver with the chart's webhook
+// configurations, installs the WorkflowTemplate, runs nsprov's server (built
+// by server.New, as `nsprov serve` builds it) and the runner of Workflows, and
+// returns once the API server can call the webhooks.
 func Start(ctx context.Context, o Options) (*Env, error) {
 	assets, err := AssetsDir()
 	if err != nil {
@@ -186,23 +185,12 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		o.Logger = logr.Discard()
 	}
 	crlog.SetLogger(o.Logger)
-	store, err := policy.NewStore(ctx, o.PolicyDir)
+	if o.Recorder == nil {
+		o.Recorder = admission.LogRecorder{}
+	}
+	mutating, validating, err := WebhookConfigurations()
 	if err != nil {
 		return nil, err
-	}
-	store.SetInterval(200 * time.Millisecond)
-
-	mutating, validating := admission.Configurations(admission.ConfigurationOptions{
-		Name: "nsprov",
-		// envtest rewrites the service reference to a URL on the local server.
-		ServiceNamespace: "nsprov-system", ServiceName: "nsprov", ServicePort: 443,
-		ExemptGroups: []string{"system:masters", "platform-admins", "system:serviceaccounts:kube-system"},
-	})
-	for _, w := range mutating.Webhooks {
-		trimPath(&w.ClientConfig)
-	}
-	for _, w := range validating.Webhooks {
-		trimPath(&w.ClientConfig)
 	}
 	env, err := NewControlPlane(assets)
 	if err != nil {
@@ -219,7 +207,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		_ = env.Stop()
 		return nil, fmt.Errorf("starting the control plane from %s: %w", assets, err)
 	}
-	e := &Env{Config: cfg, Policies: store, env: env}
+	e := &Env{Config: cfg, env: env, opts: o}
 	ok := false
 	defer func() {
 		if !ok {
@@ -229,31 +217,27 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if e.Client, err = client.New(cfg, client.Options{Scheme: Scheme}); err != nil {
 		return nil, err
 	}
-
-	wio := &env.WebhookInstallOptions
-	server := webhook.NewServer(webhook.Options{
-		Host:    wio.LocalServingHost,
-		Port:    wio.LocalServingPort,
-		CertDir: wio.LocalServingCertDir,
-		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }},
-	})
-	rec := o.Recorder
-	if rec == nil {
-		rec = admission.LogRecorder{}
-	}
-	app.RegisterWebhooks(server, store, rec)
 	runCtx, cancel := context.WithCancel(logr.NewContext(context.Background(), o.Logger))
 	e.cancel = cancel
-	e.wg.Go(func() { _ = server.Start(runCtx) })
-	e.wg.Go(func() { _ = store.Watch(runCtx) })
-	if err := waitForTLS(ctx, net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))); err != nil {
-		return nil, err
-	}
 	if err := e.grantNamespaceAccess(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.startProvisioning(ctx, runCtx, assets, !o.NoRunner); err != nil {
+	if err := e.installWorkflowTemplate(ctx); err != nil {
 		return nil, err
+	}
+	// nsprov itself: webhooks on the port the API server calls, and the
+	// provisioning controller.
+	wio := &env.WebhookInstallOptions
+	if e.Policies, err = e.startServer(runCtx, wio.LocalServingHost, wio.LocalServingPort); err != nil {
+		return nil, err
+	}
+	if err := waitForTLS(ctx, net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))); err != nil {
+		return nil, err
+	}
+	if !o.NoRunner {
+		if err := e.startRunner(runCtx, assets); err != nil {
+			return nil, err
+		}
 	}
 	ok = true
 	return e, nil
@@ -267,11 +251,9 @@ const (
 	ArgoNamespace   = "argo"
 )
 
-// startProvisioning creates the Argo namespace and the nsprov-provision
-// WorkflowTemplate from the chart, then runs the trigger controller (as
-// nsprov's service account) and the local runner of Workflows (as the
-// provisioner's), both in process.
-func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runner bool) error {
+// installWorkflowTemplate creates the Argo namespace and the nsprov-provision
+// WorkflowTemplate from the chart.
+func (e *Env) installWorkflowTemplate(ctx context.Context) error {
 	root, err := RepoRoot()
 	if err != nil {
 		return err
@@ -286,14 +268,12 @@ func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runn
 	if err := e.Client.Create(ctx, tmpl); err != nil {
 		return fmt.Errorf("installing WorkflowTemplate %s: %w", tmpl.Name, err)
 	}
+	return nil
+}
 
-	if err := e.StartController(runCtx); err != nil {
-		return err
-	}
-	if !runner {
-		return nil
-	}
-
+// startRunner runs the local runner of Workflows, as the provisioner's
+// service account, in process until ctx ends.
+func (e *Env) startRunner(ctx context.Context, assets string) error {
 	// The runner of Workflows, as the provisioner (RBAC: system:masters).
 	kubeconfig, err := e.UserKubeconfig(ProvisionerUser, "system:serviceaccounts", "system:serviceaccounts:argo", "system:masters")
 	if err != nil {
@@ -309,34 +289,103 @@ func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runn
 		return err
 	}
 	r := argorunner.New(e.Client, ArgoNamespace, filepath.Join(assets, "kubectl"), kcPath)
-	e.wg.Go(func() { _ = r.Start(runCtx) })
+	e.wg.Go(func() { _ = r.Start(ctx) })
 	return nil
 }
 
-// StartController runs a provisioning controller, as nsprov's service
-// account, until ctx ends. Start runs one; a test can start more, as extra or
-// restarted replicas would be.
+// StartController runs another replica of nsprov's server, with a policy
+// store of its own, until ctx ends: its provisioning controller works beside
+// the first one's (there is no leader election), its webhooks listen on a
+// port the API server does not call. Start runs one server; a test can start
+// more, as extra or restarted replicas would be.
 func (e *Env) StartController(ctx context.Context) error {
+	port, err := FreePort()
+	if err != nil {
+		return err
+	}
+	_, err = e.startServer(ctx, e.env.WebhookInstallOptions.LocalServingHost, port)
+	return err
+}
+
+// startServer runs nsprov's server as `nsprov serve` would with its default
+// flags, as nsprov's service account, until ctx ends: its webhooks listen on
+// host:port with envtest's serving certificate, without metrics and probe
+// endpoints and without leader election. It returns the server's policy
+// store.
+func (e *Env) startServer(ctx context.Context, host string, port int) (*policy.Store, error) {
+	var o server.Options
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	args := []string{
+		"--webhook-host", host, "--webhook-port", strconv.Itoa(port),
+		"--cert-dir", e.env.WebhookInstallOptions.LocalServingCertDir,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false",
+		"--identity", ControllerUser, "--argo-namespace", ArgoNamespace,
+		"--policy-poll-interval", "200ms",
+	}
+	if e.opts.PolicyDir != "" {
+		args = append(args, "--policy-dir", e.opts.PolicyDir)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	store, err := o.Policy.NewStore(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cfg, err := e.User(ControllerUser, "system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:masters")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	cfg.QPS, cfg.Burst = 50, 100 // as nsprov serve's defaults
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{ByObject: trigger.CacheOptions(ArgoNamespace)},
-		Controller:             ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	srv, err := server.New(cfg, store, o, server.Dependencies{Logger: e.opts.Logger, Recorder: e.opts.Recorder})
 	if err != nil {
-		return fmt.Errorf("creating the controller manager: %w", err)
+		return nil, fmt.Errorf("building nsprov's server: %w", err)
 	}
-	if err := app.SetupController(mgr, e.Policies, ArgoNamespace, trigger.TemplateName, ControllerUser, 4); err != nil {
-		return err
+	e.wg.Go(func() { _ = srv.Start(ctx) })
+	return store, nil
+}
+
+// WebhookConfigurations are the chart's webhook configurations, rendered with
+// its default values, for envtest to install: it points their Service
+// references at its local webhook server.
+func WebhookConfigurations() (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	objs, err := chartrender.Render(nil, "nsprov-system")
+	if err != nil {
+		return nil, nil, err
 	}
-	e.wg.Go(func() { _ = mgr.Start(ctx) })
-	return nil
+	var (
+		mutating   *admissionregistrationv1.MutatingWebhookConfiguration
+		validating *admissionregistrationv1.ValidatingWebhookConfiguration
+	)
+	for _, obj := range objs {
+		var into any
+		switch obj.GetKind() {
+		case "MutatingWebhookConfiguration":
+			mutating = &admissionregistrationv1.MutatingWebhookConfiguration{}
+			into = mutating
+		case "ValidatingWebhookConfiguration":
+			validating = &admissionregistrationv1.ValidatingWebhookConfiguration{}
+			into = validating
+		default:
+			continue
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(obj.Object, into, true); err != nil {
+			return nil, nil, fmt.Errorf("the chart's %s %s: %w", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	if mutating == nil || validating == nil {
+		return nil, nil, errors.New("the chart renders no mutating or no validating webhook configuration")
+	}
+	for i := range mutating.Webhooks {
+		trimPath(&mutating.Webhooks[i].ClientConfig)
+	}
+	for i := range validating.Webhooks {
+		trimPath(&validating.Webhooks[i].ClientConfig)
+	}
+	return mutating, validating, nil
 }
 
 // LoadWorkflowTemplate reads the chart's nsprov-provision WorkflowTemplate

@@ -5,101 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	nsadmission "github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/audit"
-	"github.com/nsprov/nsprov/internal/policy"
 )
-
-// validateAudit checks the audit flags of serve.
-func (o *ServeOptions) validateAudit() []error {
-	var errs []error
-	if o.AuditReportSize < 1 {
-		errs = append(errs, fmt.Errorf("--audit-report-size %d must be at least 1", o.AuditReportSize))
-	}
-	if o.AuditQueueSize < 1 {
-		errs = append(errs, fmt.Errorf("--audit-queue-size %d must be at least 1", o.AuditQueueSize))
-	}
-	if o.AuditInterval < 0 || (o.AuditInterval > 0 && o.AuditInterval < 10*time.Second) {
-		errs = append(errs, fmt.Errorf("--audit-interval %s must be 0 (no periodic audit) or at least 10s", o.AuditInterval))
-	}
-	switch o.DecisionLog {
-	case "stdout", "stderr", "off":
-	case "":
-		errs = append(errs, errors.New("--decision-log must not be empty; use stdout, stderr, off or a file path"))
-	default:
-		if info, err := os.Stat(filepath.Dir(o.DecisionLog)); err != nil || !info.IsDir() {
-			errs = append(errs, fmt.Errorf("--decision-log %q: the directory %s does not exist", o.DecisionLog, filepath.Dir(o.DecisionLog)))
-		}
-	}
-	return errs
-}
-
-// decisionLogWriter opens the decision log: nil for off; close is a no-op
-// for the standard streams.
-func (o *ServeOptions) decisionLogWriter(s streams) (io.Writer, func(), error) {
-	switch o.DecisionLog {
-	case "off":
-		return nil, func() {}, nil
-	case "stdout":
-		return s.out, func() {}, nil
-	case "stderr":
-		return s.err, func() {}, nil
-	}
-	f, err := os.OpenFile(o.DecisionLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--decision-log: %w", err)
-	}
-	return f, func() { _ = f.Close() }, nil
-}
-
-// setupAudit builds the audit sink that the webhooks record to, and adds its
-// writer (every replica) and the background auditor (leader only) to mgr.
-// The returned function closes the decision log once mgr has stopped.
-func (o *ServeOptions) setupAudit(mgr ctrl.Manager, cfg *rest.Config, store *policy.Store, s streams, log logr.Logger) (nsadmission.Recorder, func(), error) {
-	w, closeLog, err := o.decisionLogWriter(s)
-	if err != nil {
-		return nil, nil, usageError(err)
-	}
-	alog := log.WithName("audit")
-	sink := audit.NewSink(audit.Options{
-		DecisionLog: w, Logger: alog, ReportSize: o.AuditReportSize, QueueSize: o.AuditQueueSize,
-	})
-	audit.ObservePolicies(store)
-	writer, err := audit.NewWriter(cfg, sink)
-	if err != nil {
-		closeLog()
-		return nil, nil, err
-	}
-	auditor, err := audit.NewAuditor(cfg, store, audit.AuditorOptions{
-		ReportSize: o.AuditReportSize, Interval: o.AuditInterval, Username: o.Identity, Logger: alog,
-	})
-	if err != nil {
-		closeLog()
-		return nil, nil, err
-	}
-	if err := mgr.Add(writer); err != nil {
-		closeLog()
-		return nil, nil, err
-	}
-	if err := mgr.Add(auditor); err != nil {
-		closeLog()
-		return nil, nil, err
-	}
-	return sink, closeLog, nil
-}
 
 // AuditOptions are the flags of `nsprov audit`.
 type AuditOptions struct {

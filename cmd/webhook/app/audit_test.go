@@ -2,14 +2,12 @@ package app
 
 import (
 	"bytes"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	reportsv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
-	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -121,81 +119,5 @@ func TestAuditCommandErrors(t *testing.T) {
 	code = run(t.Context(), []string{"audit", "--kubeconfig", filepath.Join(t.TempDir(), "none")}, streams{in: strings.NewReader(""), out: &out, err: &errOut})
 	if code != ExitBadUsage || !strings.Contains(errOut.String(), "no Kubernetes API configuration") {
 		t.Errorf("exit %d, stderr %s", code, errOut.String())
-	}
-}
-
-func TestServeAuditFlags(t *testing.T) {
-	dir := t.TempDir()
-	tests := []struct {
-		args []string
-		want string // empty: valid
-	}{
-		{nil, ""},
-		{[]string{"--audit-report-size", "200", "--audit-queue-size", "50", "--audit-interval", "0", "--decision-log", "off"}, ""},
-		{[]string{"--decision-log", "stderr", "--audit-interval", "1h"}, ""},
-		{[]string{"--decision-log", filepath.Join(dir, "decisions.jsonl")}, ""},
-		{[]string{"--audit-report-size", "0"}, "--audit-report-size 0 must be at least 1"},
-		{[]string{"--audit-queue-size", "-3"}, "--audit-queue-size -3 must be at least 1"},
-		{[]string{"--audit-interval", "2s"}, "--audit-interval 2s must be 0 (no periodic audit) or at least 10s"},
-		{[]string{"--audit-interval", "-1m"}, "--audit-interval -1m0s must be 0"},
-		{[]string{"--decision-log", ""}, "--decision-log must not be empty"},
-		{[]string{"--decision-log", filepath.Join(dir, "missing", "log")}, "does not exist"},
-	}
-	for _, tt := range tests {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			o := &ServeOptions{}
-			fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-			o.AddFlags(fs)
-			if err := fs.Parse(tt.args); err != nil {
-				t.Fatal(err)
-			}
-			errs := o.validateAudit()
-			switch {
-			case tt.want == "" && len(errs) > 0:
-				t.Errorf("unexpected errors %v", errs)
-			case tt.want != "" && (len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.want)):
-				t.Errorf("errors %v, want one with %q", errs, tt.want)
-			}
-		})
-	}
-	o := &ServeOptions{}
-	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
-	o.AddFlags(fs)
-	_ = fs.Parse(nil)
-	if o.AuditReportSize != 1000 || o.AuditQueueSize != 10000 || o.AuditInterval != 10*time.Minute || o.DecisionLog != "stdout" {
-		t.Errorf("defaults: report %d, queue %d, interval %s, decision log %q", o.AuditReportSize, o.AuditQueueSize, o.AuditInterval, o.DecisionLog)
-	}
-}
-
-func TestDecisionLogWriter(t *testing.T) {
-	var out, errOut bytes.Buffer
-	s := streams{out: &out, err: &errOut}
-	for _, tt := range []struct {
-		dest string
-		want any
-	}{{"stdout", &out}, {"stderr", &errOut}} {
-		w, closeLog, err := (&ServeOptions{DecisionLog: tt.dest}).decisionLogWriter(s)
-		if err != nil || w != tt.want {
-			t.Errorf("%s: writer %v, error %v", tt.dest, w, err)
-		}
-		closeLog()
-	}
-	if w, _, err := (&ServeOptions{DecisionLog: "off"}).decisionLogWriter(s); w != nil || err != nil {
-		t.Errorf("off: writer %v, error %v", w, err)
-	}
-	path := filepath.Join(t.TempDir(), "decisions.jsonl")
-	if err := os.WriteFile(path, []byte("{}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	w, closeLog, err := (&ServeOptions{DecisionLog: path}).decisionLogWriter(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := w.Write([]byte("{\"a\":1}\n")); err != nil {
-		t.Fatal(err)
-	}
-	closeLog()
-	if b, _ := os.ReadFile(path); string(b) != "{}\n{\"a\":1}\n" {
-		t.Errorf("the file holds %q; the decision log appends", b)
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nsprov/nsprov/internal/server"
 )
 
 // defaultCertOptions are the certificate flags' defaults.
-var defaultCertOptions = CertOptions{
-	Mode: CertModeFiles, Secret: "nsprov-webhook-tls", Service: "nsprov", WebhookConfiguration: "nsprov",
+var defaultCertOptions = server.CertOptions{
+	Mode: server.CertModeFiles, Secret: "nsprov-webhook-tls", Service: "nsprov", WebhookConfiguration: "nsprov",
 	Validity: 90 * 24 * time.Hour, CAValidity: 10 * 365 * 24 * time.Hour, CheckInterval: time.Minute,
 }
 

@@ -3,26 +3,16 @@ package app
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
-	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	nsadmission "github.com/nsprov/nsprov/internal/admission"
-	"github.com/nsprov/nsprov/internal/policy"
+	"github.com/nsprov/nsprov/internal/server"
 )
 
 // certDir is a directory with (empty) tls.crt and tls.key files: Validate
@@ -147,14 +137,18 @@ func TestServeOptionsValid(t *testing.T) {
 	if err := fs.Parse(nil); err != nil {
 		t.Fatal(err)
 	}
-	want := ServeOptions{
-		WebhookPort: 9443, CertName: "tls.crt", KeyName: "tls.key", MetricsAddr: ":8080", ProbeAddr: ":8081",
-		PolicyPollInterval: 2 * time.Second, DecisionCacheSize: 4096, PolicyEvaluator: "compiled", LogFormat: "json",
-		Controller: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
-		Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true, ConcurrentReconciles: 4, KubeAPIQPS: 50, KubeAPIBurst: 100,
-		Certs:           defaultCertOptions,
-		AuditReportSize: 1000, AuditQueueSize: 10000, AuditInterval: 10 * time.Minute, DecisionLog: "stdout",
-	}
+	want := ServeOptions{server.Options{
+		Kube:      server.KubeOptions{QPS: 50, Burst: 100},
+		Webhook:   server.WebhookOptions{Port: 9443, CertName: "tls.crt", KeyName: "tls.key", Certs: defaultCertOptions},
+		Endpoints: server.EndpointOptions{MetricsAddr: ":8080", ProbeAddr: ":8081"},
+		Policy:    server.PolicyOptions{PollInterval: 2 * time.Second, DecisionCacheSize: 4096, Evaluator: "compiled"},
+		Controller: server.ControllerOptions{
+			Enabled: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
+			Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true, ConcurrentReconciles: 4,
+		},
+		Audit:   server.AuditOptions{ReportSize: 1000, QueueSize: 10000, Interval: 10 * time.Minute, DecisionLog: "stdout"},
+		Logging: server.LoggingOptions{Format: "json"},
+	}}
 	if !reflect.DeepEqual(*o, want) {
 		t.Errorf("defaults %+v, want %+v", *o, want)
 	}
@@ -175,76 +169,5 @@ func TestServeBrokenPolicyDir(t *testing.T) {
 	}
 	if strings.Contains(r.errOut, "no Kubernetes API configuration") {
 		t.Errorf("serve went on after the policy failed:\n%s", r.errOut)
-	}
-}
-
-type memRecorder struct {
-	mu      sync.Mutex
-	records []nsadmission.Record
-}
-
-func (m *memRecorder) Record(_ context.Context, r *nsadmission.Record) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.records = append(m.records, *r)
-}
-
-// RegisterWebhooks serves both handlers on their paths.
-func TestRegisterWebhooks(t *testing.T) {
-	b, err := policy.LoadEmbedded(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := webhook.NewServer(webhook.Options{})
-	rec := &memRecorder{}
-	RegisterWebhooks(server, policy.StaticStore(b), rec)
-	srv := httptest.NewServer(server.WebhookMux())
-	defer srv.Close()
-
-	obj := []byte(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"payments-dev","annotations":{"nsprov.io/team":"payments","nsprov.io/environment":"development"}}}`)
-	post := func(path string, req admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
-		t.Helper()
-		body, err := json.Marshal(admissionv1.AdmissionReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-			Request:  &req,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.Post(srv.URL+path, "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var ar admissionv1.AdmissionReview
-		if err := json.NewDecoder(resp.Body).Decode(&ar); err != nil {
-			t.Fatal(err)
-		}
-		if ar.Response == nil || ar.Response.UID != req.UID {
-			t.Fatalf("%s: response %+v", path, ar.Response)
-		}
-		return ar.Response
-	}
-	req := admissionv1.AdmissionRequest{
-		UID:       "u1",
-		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Namespace"},
-		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "namespaces"},
-		Name:      "payments-dev",
-		Operation: admissionv1.Create,
-		UserInfo:  authenticationv1.UserInfo{Username: "bob", Groups: []string{"team-web"}},
-		Object:    runtime.RawExtension{Raw: obj},
-	}
-	m := post(nsadmission.MutatePath, req)
-	if !m.Allowed || m.PatchType == nil || len(m.Patch) == 0 {
-		t.Errorf("mutate: %+v", m)
-	}
-	v := post(nsadmission.ValidatePath, req)
-	if v.Allowed || v.Result == nil || v.Result.Code != http.StatusForbidden || !strings.Contains(v.Result.Message, "requester-not-in-team: ") {
-		t.Errorf("validate: %+v", v)
-	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.records) != 2 || rec.records[0].Webhook != "mutate" || rec.records[1].Webhook != "validate" {
-		t.Errorf("records %+v", rec.records)
 	}
 }

@@ -33,7 +33,7 @@ func TestTighteningAPolicyShowsExistingNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	auditor, err := audit.NewAuditor(cfg, env.Policies, audit.AuditorOptions{
-		PollInterval: 200 * time.Millisecond, Username: envtest.ControllerUser, Logger: bufferLogger(&sinkLog),
+		Username: envtest.ControllerUser, Logger: bufferLogger(&sinkLog),
 	})
 	if err != nil {
 		t.Fatal(err)

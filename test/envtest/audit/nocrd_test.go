@@ -54,7 +54,7 @@ func TestMissingCRD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditor, err := audit.NewAuditor(cfg, policy.StaticStore(b), audit.AuditorOptions{PollInterval: 100 * time.Millisecond, Logger: bufferLogger(&log)})
+	auditor, err := audit.NewAuditor(cfg, policy.StaticStore(b), audit.AuditorOptions{Logger: bufferLogger(&log)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/nsprov/nsprov/cmd/webhook/app"
+	"github.com/nsprov/nsprov/internal/server"
 	"github.com/nsprov/nsprov/policies"
 	"github.com/nsprov/nsprov/test/envtest"
 )
@@ -198,7 +198,7 @@ func TestPolicyHotReload(t *testing.T) {
 			return err
 		}
 		for _, e := range list.Items {
-			if e.Reason == app.ReasonPolicyReloadFailed && e.Type == corev1.EventTypeWarning &&
+			if e.Reason == server.ReasonPolicyReloadFailed && e.Type == corev1.EventTypeWarning &&
 				e.Regarding.Kind == "Pod" && e.Regarding.Name == pod.Name && e.Regarding.UID == pod.UID &&
 				strings.Contains(e.Note, "lib.rego") && strings.Contains(e.Note, "previous bundle keeps serving") {
 				return nil

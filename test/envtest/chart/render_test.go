@@ -12,9 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/internal/admission"
+	"github.com/nsprov/nsprov/internal/server"
 )
 
 func convert(t *testing.T, u *unstructured.Unstructured, into any) {
@@ -24,26 +26,35 @@ func convert(t *testing.T, u *unstructured.Unstructured, into any) {
 	}
 }
 
-// TestWebhooksMatchConfigurations: the chart's webhook configurations are
-// what admission.Configurations builds for the same values, so the two
-// cannot drift (the chart adds only a namespaceSelector for the exempt
-// namespaces).
-func TestWebhooksMatchConfigurations(t *testing.T) {
+// relevant is the start of the webhooks' match condition: the object, or the
+// old object, carries an nsprov.io/ annotation or label.
+const relevant = `(has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('nsprov.io/'))) || ` +
+	`(has(object.metadata.labels) && object.metadata.labels.exists(k, k.startsWith('nsprov.io/'))) || ` +
+	`(oldObject != null && ((has(oldObject.metadata.annotations) && oldObject.metadata.annotations.exists(k, k.startsWith('nsprov.io/'))) || ` +
+	`(has(oldObject.metadata.labels) && oldObject.metadata.labels.exists(k, k.startsWith('nsprov.io/'))))) || `
+
+// TestWebhookConfigurations: the chart's webhook configurations, the only
+// copy there is (the envtest harness installs them too), route CREATE and
+// UPDATE of namespaces to nsprov's two paths, with the failure policy,
+// timeout and exemptions of the values. The envtest suites run the match
+// condition for real.
+func TestWebhookConfigurations(t *testing.T) {
 	tests := []struct {
-		name   string
-		values map[string]any
-		want   admission.ConfigurationOptions
+		name      string
+		values    map[string]any
+		failure   admissionregistrationv1.FailurePolicyType
+		timeout   int32
+		exemption string // the match condition after relevant
 	}{
-		{"defaults", nil, admission.ConfigurationOptions{
-			ExemptGroups: []string{"system:masters", "platform-admins", "system:serviceaccounts:kube-system"},
-		}},
+		{"defaults", nil, admissionregistrationv1.Fail, 5,
+			`(request.operation == 'CREATE' && !(request.userInfo.username in []) && ` +
+				`!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in ["system:masters", "platform-admins", "system:serviceaccounts:kube-system"])))`},
 		{"Ignore, 3s, other exemptions", map[string]any{"webhook": map[string]any{
 			"failurePolicy": "Ignore", "timeoutSeconds": 3,
 			"exemptGroups": []any{"ops", `quote"d`}, "exemptUsers": []any{"ci-bot"},
-		}}, admission.ConfigurationOptions{
-			FailurePolicy: admissionregistrationv1.Ignore, TimeoutSeconds: 3,
-			ExemptGroups: []string{"ops", `quote"d`}, ExemptUsers: []string{"ci-bot"},
-		}},
+		}}, admissionregistrationv1.Ignore, 3,
+			`(request.operation == 'CREATE' && !(request.userInfo.username in ["ci-bot"]) && ` +
+				`!(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in ["ops", "quote\"d"])))`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,10 +63,6 @@ func TestWebhooksMatchConfigurations(t *testing.T) {
 			var gotV admissionregistrationv1.ValidatingWebhookConfiguration
 			convert(t, find(t, objs, "MutatingWebhookConfiguration", "nsprov"), &gotM)
 			convert(t, find(t, objs, "ValidatingWebhookConfiguration", "nsprov"), &gotV)
-
-			o := tc.want
-			o.Name, o.ServiceNamespace, o.ServiceName, o.ServicePort = "nsprov", releaseNamespace, "nsprov", 443
-			wantM, wantV := admission.Configurations(o)
 			if len(gotM.Webhooks) != 1 || len(gotV.Webhooks) != 1 {
 				t.Fatalf("want one webhook in each configuration, got %d and %d", len(gotM.Webhooks), len(gotV.Webhooks))
 			}
@@ -63,11 +70,48 @@ func TestWebhooksMatchConfigurations(t *testing.T) {
 				checkExemptNamespaces(t, *sel)
 				*sel = nil
 			}
-			if !reflect.DeepEqual(gotM.Webhooks, wantM.Webhooks) {
-				t.Errorf("mutating webhook:\nchart:     %+v\nConfigurations: %+v", gotM.Webhooks[0], wantM.Webhooks[0])
+
+			client := func(path string) admissionregistrationv1.WebhookClientConfig {
+				return admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+					Namespace: releaseNamespace, Name: "nsprov", Path: ptr.To(path), Port: ptr.To[int32](443),
+				}}
 			}
-			if !reflect.DeepEqual(gotV.Webhooks, wantV.Webhooks) {
-				t.Errorf("validating webhook:\nchart:     %+v\nConfigurations: %+v", gotV.Webhooks[0], wantV.Webhooks[0])
+			rules := []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+				Rule: admissionregistrationv1.Rule{
+					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"namespaces"},
+					Scope: ptr.To(admissionregistrationv1.ClusterScope),
+				},
+			}}
+			match := []admissionregistrationv1.MatchCondition{{Name: "nsprov-relevant", Expression: relevant + tc.exemption}}
+			wantM := []admissionregistrationv1.MutatingWebhook{{
+				Name:                    admission.MutatingWebhookName,
+				ClientConfig:            client(admission.MutatePath),
+				Rules:                   rules,
+				FailurePolicy:           ptr.To(tc.failure),
+				MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
+				SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
+				TimeoutSeconds:          ptr.To(tc.timeout),
+				AdmissionReviewVersions: []string{"v1"},
+				ReinvocationPolicy:      ptr.To(admissionregistrationv1.NeverReinvocationPolicy),
+				MatchConditions:         match,
+			}}
+			wantV := []admissionregistrationv1.ValidatingWebhook{{
+				Name:                    admission.ValidatingWebhookName,
+				ClientConfig:            client(admission.ValidatePath),
+				Rules:                   rules,
+				FailurePolicy:           ptr.To(tc.failure),
+				MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
+				SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
+				TimeoutSeconds:          ptr.To(tc.timeout),
+				AdmissionReviewVersions: []string{"v1"},
+				MatchConditions:         match,
+			}}
+			if !reflect.DeepEqual(gotM.Webhooks, wantM) {
+				t.Errorf("mutating webhook:\nchart: %+v\nwant:  %+v", gotM.Webhooks[0], wantM[0])
+			}
+			if !reflect.DeepEqual(gotV.Webhooks, wantV) {
+				t.Errorf("validating webhook:\nchart: %+v\nwant:  %+v", gotV.Webhooks[0], wantV[0])
 			}
 		})
 	}
@@ -129,8 +173,8 @@ func TestDeployment(t *testing.T) {
 			if err := fs.Parse(c.Args[1:]); err != nil {
 				t.Fatalf("nsprov serve refuses the chart's arguments %v: %v", c.Args[1:], err)
 			}
-			if opts.Identity != "system:serviceaccount:"+releaseNamespace+":nsprov" {
-				t.Errorf("--identity %q is not the pod's service account", opts.Identity)
+			if opts.Controller.Identity != "system:serviceaccount:"+releaseNamespace+":nsprov" {
+				t.Errorf("--identity %q is not the pod's service account", opts.Controller.Identity)
 			}
 			evaluator := "compiled"
 			if p, ok := values["policy"].(map[string]any); ok {
@@ -143,12 +187,12 @@ func TestDeployment(t *testing.T) {
 					t.Errorf("--%s: the chart must pass the value's default %s (flag %+v)", flag, want, f)
 				}
 			}
-			wantMode := app.CertModeSelfManaged
+			wantMode := server.CertModeSelfManaged
 			if cm, _ := values["certManager"].(map[string]any); cm != nil && cm["enabled"] == true {
-				wantMode = app.CertModeFiles
+				wantMode = server.CertModeFiles
 			}
-			if opts.Certs.Mode != wantMode {
-				t.Errorf("--cert-mode %q, want %q", opts.Certs.Mode, wantMode)
+			if opts.Webhook.Certs.Mode != wantMode {
+				t.Errorf("--cert-mode %q, want %q", opts.Webhook.Certs.Mode, wantMode)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package app
+package server
 
 import (
 	"crypto/tls"
@@ -9,12 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/nsprov/nsprov/internal/certs"
 )
@@ -67,15 +67,15 @@ func (c *CertOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.CheckInterval, "cert-check-interval", time.Minute, "self-managed: how often each replica reads the certificate Secret")
 }
 
-// validate checks the self-managed options; files mode is checked with
-// --cert-dir by ServeOptions.Validate.
-func (c *CertOptions) validate() []error {
+// Validate checks the mode and the self-managed options; files mode is
+// checked with --cert-dir by WebhookOptions.Validate.
+func (c *CertOptions) Validate() error {
 	switch c.Mode {
 	case CertModeFiles:
 		return nil
 	case CertModeSelfManaged:
 	default:
-		return []error{fmt.Errorf("--cert-mode %q is not supported; use %s or %s", c.Mode, CertModeFiles, CertModeSelfManaged)}
+		return fmt.Errorf("--cert-mode %q is not supported; use %s or %s", c.Mode, CertModeFiles, CertModeSelfManaged)
 	}
 	var errs []error
 	if c.Secret == "" || c.Service == "" || c.WebhookConfiguration == "" {
@@ -90,7 +90,7 @@ func (c *CertOptions) validate() []error {
 	if c.Namespace == "" && podNamespace() == "" {
 		errs = append(errs, errors.New("--cert-namespace is required outside a cluster (no $POD_NAMESPACE and no service account namespace file)"))
 	}
-	return errs
+	return errors.Join(errs...)
 }
 
 // podNamespace is $POD_NAMESPACE or the namespace of the pod's service account.
@@ -113,7 +113,7 @@ type servingCerts struct {
 }
 
 // servingCertificates prepares the certificate mode of o.
-func (o *ServeOptions) servingCertificates(cfg *rest.Config, scheme *runtime.Scheme) (*servingCerts, error) {
+func (o *WebhookOptions) servingCertificates(cfg *rest.Config, scheme *runtime.Scheme) (*servingCerts, error) {
 	c := o.Certs
 	if c.Mode == CertModeFiles {
 		return &servingCerts{expiry: certs.FileExpiry(filepath.Join(o.CertDir, o.CertName))}, nil
@@ -142,9 +142,9 @@ func (o *ServeOptions) servingCertificates(cfg *rest.Config, scheme *runtime.Sch
 	}, nil
 }
 
-// register adds the certificate manager (on every replica) and the expiry
-// metric to mgr.
-func (s *servingCerts) register(mgr ctrl.Manager) error {
+// register adds the certificate manager (on every replica) to mgr and the
+// expiry metric to reg.
+func (s *servingCerts) register(mgr ctrl.Manager, reg prometheus.Registerer) error {
 	if s.manager != nil {
 		if err := mgr.Add(s.manager); err != nil {
 			return err
@@ -153,5 +153,5 @@ func (s *servingCerts) register(mgr ctrl.Manager) error {
 			return err
 		}
 	}
-	return certs.RegisterExpiryMetric(metrics.Registry, s.expiry)
+	return certs.RegisterExpiryMetric(reg, s.expiry)
 }
