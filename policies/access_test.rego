@@ -124,6 +124,13 @@ test_team_immutable_denied if {
 	rules == {"team-immutable"} with input as update(carol, payments({}), new)
 }
 
+# A member of the old team only who moves the namespace to another team
+# breaks both rules, and both are reported.
+test_team_immutable_and_requester_not_in_new_team_reported_together if {
+	new := ns("payments-dev", object.union(payments({}).metadata.annotations, {"nsprov.io/team": "billing"}), {})
+	rules == {"team-immutable", "requester-not-in-team"} with input as update(alice, payments({}), new)
+}
+
 test_team_immutable_message if {
 	new := ns("payments-dev", object.union(payments({}).metadata.annotations, {"nsprov.io/team": "billing"}), {})
 	msgs := messages_of("team-immutable") with input as update(carol, payments({}), new)

@@ -78,6 +78,16 @@ test_explicit_tier_and_network_policy_kept if {
 	result.annotations["nsprov.io/network-policy"] == "team"
 }
 
+# The mutation of a namespace it already mutated sets the values it already
+# has, so the webhook sends no patch for a re-applied namespace.
+test_mutation_of_mutated_namespace_is_the_same if {
+	first := mutation.result with input as request("development", {"nsprov.io/features": "istio, Monitoring-Enhanced"})
+	annotations := object.union({"nsprov.io/team": "payments", "nsprov.io/environment": "development"}, first.annotations)
+	second := mutation.result with input as create(alice, ns("payments", annotations, first.labels))
+	second == first
+	second.annotations["nsprov.io/features"] == annotations["nsprov.io/features"]
+}
+
 test_network_policy_default_isolated if {
 	result := mutation.result with input as request("staging", {"nsprov.io/tier": "large"})
 	result.annotations["nsprov.io/network-policy"] == "isolated"

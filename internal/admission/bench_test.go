@@ -12,11 +12,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/nsprov/nsprov/internal/policy"
+	"github.com/nsprov/nsprov/internal/testutil"
 )
 
-// benchCases are the requests of the benchmarks: an allowed CREATE by a team
-// member, and a denied production CREATE with an open network policy by a
-// user outside the team.
+// paymentsDev is the allowed request of the benchmarks, in the real policy's
+// annotations.
+func paymentsDev() map[string]string {
+	return map[string]string{
+		"nsprov.io/team":        "payments",
+		"nsprov.io/environment": "development",
+		"nsprov.io/features":    "istio, Monitoring-Enhanced",
+	}
+}
+
+// benchCases are the requests of the benchmarks, which measure the real
+// embedded bundle: an allowed CREATE by a team member, and a denied
+// production CREATE with an open network policy by a user outside the team.
 func benchCases(tb testing.TB) []struct {
 	name    string
 	req     admission.Request
@@ -29,12 +40,12 @@ func benchCases(tb testing.TB) []struct {
 	}{
 		{
 			name:    "allowed",
-			req:     newRequest(admissionv1.Create, "payments-dev", alice, aliceGroups, nsJSON(tb, "payments-dev", paymentsDev(), nil), nil),
+			req:     testutil.AdmissionRequest(admissionv1.Create, "payments-dev", alice, aliceGroups, testutil.NamespaceJSON(tb, "payments-dev", paymentsDev(), nil), nil),
 			allowed: true,
 		},
 		{
 			name: "denied",
-			req: newRequest(admissionv1.Create, "payments-prod", bob, bobGroups, nsJSON(tb, "payments-prod", map[string]string{
+			req: testutil.AdmissionRequest(admissionv1.Create, "payments-prod", bob, bobGroups, testutil.NamespaceJSON(tb, "payments-prod", map[string]string{
 				"nsprov.io/team":           "payments",
 				"nsprov.io/environment":    "production",
 				"nsprov.io/network-policy": "open",

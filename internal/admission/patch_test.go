@@ -2,47 +2,44 @@ package admission
 
 import (
 	"context"
-	"maps"
+	"reflect"
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/nsprov/nsprov/internal/policy"
+	"github.com/nsprov/nsprov/internal/testutil"
 )
 
-func testNamespace(name string, annotations, labels map[string]string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: maps.Clone(annotations), Labels: maps.Clone(labels)}}
-}
-
+// TestDecide runs a full offline decision on the tiny test bundle: the
+// mutation's patch, the validation of the mutated object, then the plan.
 func TestDecide(t *testing.T) {
 	ctx := context.Background()
-	b, err := policy.LoadEmbedded(ctx)
+	b, err := tinyBundle()
 	if err != nil {
 		t.Fatal(err)
 	}
-	request := map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development"}
-	obj := testNamespace("payments-dev", request, nil)
+	obj := testutil.Namespace("payments-dev", requested(nil), nil)
 	req := &policy.Request{Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"}, Object: obj}
 	d, err := Decide(ctx, b, req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !d.Allowed || len(d.Violations) != 0 || d.Plan == nil || len(d.Patch) != 4 {
-		t.Errorf("decision %+v", d)
+	wantPlan := map[string]any{"namespace": "payments-dev", "team": "payments", "size": "small"}
+	if !d.Allowed || len(d.Violations) != 0 || len(d.Warnings) != 0 || len(d.Patch) != 3 || !reflect.DeepEqual(d.Plan, wantPlan) {
+		t.Errorf("decision %+v, want allowed with 3 operations and plan %v", d, wantPlan)
 	}
-	if d.Object.Labels["nsprov.io/tier"] != "small" || d.Object.Annotations["nsprov.io/requested-by"] != "alice" {
+	wantAnn, wantLabels := mutated()
+	if !reflect.DeepEqual(d.Object.Annotations, wantAnn) || !reflect.DeepEqual(d.Object.Labels, wantLabels) {
 		t.Errorf("mutated object %+v", d.Object.ObjectMeta)
 	}
 	// Decide works on a copy.
-	if obj.Labels != nil || len(obj.Annotations) != 2 {
+	if obj.Labels != nil || !reflect.DeepEqual(obj.Annotations, requested(nil)) {
 		t.Errorf("Decide changed the request's object: %+v", obj.ObjectMeta)
 	}
 
-	denied := &policy.Request{Operation: "CREATE", Username: "bob", Groups: []string{}, Object: testNamespace("payments-prod", map[string]string{
-		"nsprov.io/team": "payments", "nsprov.io/environment": "production", "nsprov.io/network-policy": "open",
-	}, nil)}
+	denied := &policy.Request{Operation: "CREATE", Username: "bob", Groups: []string{}, Object: testutil.Namespace("shop", requested(map[string]string{
+		"example.com/size": "huge", "example.com/scratch": "x",
+	}), nil)}
 	d, err = Decide(ctx, b, denied)
 	if err != nil {
 		t.Fatal(err)
@@ -51,14 +48,20 @@ func TestDecide(t *testing.T) {
 	for _, v := range d.Violations {
 		rules = append(rules, v.Rule)
 	}
-	if d.Allowed || d.Plan != nil || strings.Join(rules, ",") != "network-policy-not-allowed-in-environment,requester-not-in-team" {
-		t.Errorf("decision allowed=%v plan=%v rules=%v", d.Allowed, d.Plan, rules)
+	// The validation sees the mutated object: example.com/scratch is gone, so
+	// there is no warning about it.
+	if d.Allowed || d.Plan != nil || strings.Join(rules, ",") != "name-prefix,size-invalid" || len(d.Warnings) != 0 {
+		t.Errorf("decision allowed=%v plan=%v rules=%v warnings=%q", d.Allowed, d.Plan, rules, d.Warnings)
+	}
+	// Empty lists, not null, in the JSON of `nsprov policy eval`.
+	if d.Warnings == nil || d.Violations == nil {
+		t.Errorf("warnings %#v violations %#v, want empty lists", d.Warnings, d.Violations)
 	}
 }
 
 func TestPatchEscapesKeys(t *testing.T) {
 	v := func(s string) *string { return &s }
-	ns := testNamespace("x", map[string]string{"a/b": "1", "c~d": "2", "keep": "k"}, nil)
+	ns := testutil.Namespace("x", map[string]string{"a/b": "1", "c~d": "2", "keep": "k"}, nil)
 	m := &policy.Mutation{Annotations: map[string]*string{"a/b": nil, "c~d": v("3"), "keep": v("k"), "new": v("n"), "absent": nil}}
 	ops := patch(m, ns)
 	var got []string

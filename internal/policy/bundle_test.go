@@ -4,63 +4,28 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"maps"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"testing/fstest"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/nsprov/nsprov/policies"
+	"github.com/nsprov/nsprov/internal/testutil"
 )
 
-// embeddedFiles copies the embedded bundle into a MapFS that a test can edit.
-func embeddedFiles(tb testing.TB) fstest.MapFS {
-	tb.Helper()
-	files := fstest.MapFS{}
-	err := fs.WalkDir(policies.Bundle, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		data, err := fs.ReadFile(policies.Bundle, p)
-		if err != nil {
-			return err
-		}
-		files[p] = &fstest.MapFile{Data: data, Mode: 0o644}
-		return nil
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if len(files) == 0 {
-		tb.Fatal("the embedded bundle is empty")
-	}
-	return files
-}
-
-// cloneFS copies a MapFS so that tests can change it independently.
-func cloneFS(m fstest.MapFS) fstest.MapFS {
-	out := fstest.MapFS{}
-	for k, v := range m {
-		c := *v
-		c.Data = append([]byte(nil), v.Data...)
-		out[k] = &c
-	}
-	return out
-}
-
-// copyPolicies writes the embedded bundle into a new temporary directory.
+// copyPolicies and namespace are kept for store_test.go, which is being
+// changed elsewhere; new tests call testutil directly.
 func copyPolicies(tb testing.TB) string {
 	tb.Helper()
-	dir := tb.TempDir()
-	if err := policies.Export(dir); err != nil {
-		tb.Fatal(err)
-	}
-	return dir
+	return testutil.PoliciesDir(tb)
+}
+
+func namespace(name string, annotations, labels map[string]string) *corev1.Namespace {
+	return testutil.Namespace(name, annotations, labels)
 }
 
 const minimalEntryPoints = `package nsprov.mutation
@@ -93,14 +58,14 @@ plan := {"namespace": input.request.object.metadata.name, "limit": data.config.s
 
 func TestLoad(t *testing.T) {
 	ctx := context.Background()
-	embedded := embeddedFiles(t)
+	embedded := testutil.EmbeddedPolicies(t)
 	without := func(name string) fstest.MapFS {
-		m := cloneFS(embedded)
+		m := testutil.CloneFS(embedded)
 		delete(m, name)
 		return m
 	}
 	with := func(name, content string) fstest.MapFS {
-		m := cloneFS(embedded)
+		m := testutil.CloneFS(embedded)
 		m[name] = &fstest.MapFile{Data: []byte(content)}
 		return m
 	}
@@ -224,7 +189,7 @@ func TestLoadDataPlacement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := &Request{Operation: "CREATE", Username: "alice", Groups: []string{}, Object: namespace("team-dev", nil, nil)}
+	req := &Request{Operation: "CREATE", Username: "alice", Groups: []string{}, Object: testutil.Namespace("team-dev", nil, nil)}
 	plan, err := b.Plan(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -238,7 +203,7 @@ func TestLoadDataPlacement(t *testing.T) {
 
 func TestLoadDir(t *testing.T) {
 	ctx := context.Background()
-	dir := copyPolicies(t)
+	dir := testutil.PoliciesDir(t)
 	b, err := LoadDir(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +229,7 @@ func TestLoadDir(t *testing.T) {
 
 func TestRevision(t *testing.T) {
 	ctx := context.Background()
-	base := embeddedFiles(t)
+	base := testutil.EmbeddedPolicies(t)
 	rev := func(fsys fs.FS) string {
 		t.Helper()
 		b, err := Load(ctx, fsys, "rev")
@@ -274,7 +239,7 @@ func TestRevision(t *testing.T) {
 		return b.Revision
 	}
 	r0 := rev(base)
-	if r := rev(cloneFS(base)); r != r0 {
+	if r := rev(testutil.CloneFS(base)); r != r0 {
 		t.Errorf("same files, revisions %s and %s", r0, r)
 	}
 	if r := rev(base); r != r0 {
@@ -297,7 +262,7 @@ func TestRevision(t *testing.T) {
 	}
 	seen := map[string]string{r0: "base"}
 	for name, change := range changes {
-		m := cloneFS(base)
+		m := testutil.CloneFS(base)
 		change(m)
 		r := rev(m)
 		if prev, ok := seen[r]; ok {
@@ -307,7 +272,7 @@ func TestRevision(t *testing.T) {
 	}
 
 	// Files the loader ignores do not change the revision.
-	m := cloneFS(base)
+	m := testutil.CloneFS(base)
 	m[".hidden"] = &fstest.MapFile{Data: []byte("x")}
 	m["README.md"] = &fstest.MapFile{Data: []byte("x")}
 	if r := rev(m); r != r0 {
@@ -318,24 +283,12 @@ func TestRevision(t *testing.T) {
 func TestLoadTooLarge(t *testing.T) {
 	m := minimalBundle()
 	for i := range maxBundleFiles {
-		m[filepath.Join("config", "many", strings.Repeat("x", 1)+itoa(i)+".json")] = &fstest.MapFile{Data: []byte("{}")}
+		m[filepath.Join("config", "many", "x"+strconv.Itoa(i)+".json")] = &fstest.MapFile{Data: []byte("{}")}
 	}
 	_, err := Load(context.Background(), m, "huge")
 	if err == nil || !strings.Contains(err.Error(), "too large") {
 		t.Fatalf("error %v, want too large", err)
 	}
-}
-
-func itoa(i int) string {
-	const digits = "0123456789"
-	if i < 10 {
-		return digits[i : i+1]
-	}
-	return itoa(i/10) + digits[i%10:i%10+1]
-}
-
-func namespace(name string, annotations, labels map[string]string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: maps.Clone(annotations), Labels: maps.Clone(labels)}}
 }
 
 // decision is what the webhooks and the controller compute for a request:
@@ -410,7 +363,7 @@ func TestConcurrentDecisions(t *testing.T) {
 				groups = nil
 			}
 			reqs = append(reqs, &Request{Operation: "CREATE", Username: "alice", Groups: groups,
-				Object: namespace("payments-"+env, a, map[string]string{"nsprov.io/tier": "small"})})
+				Object: testutil.Namespace("payments-"+env, a, map[string]string{"nsprov.io/tier": "small"})})
 		}
 	}
 	want := make([]*decision, len(reqs))

@@ -8,14 +8,16 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nsprov/nsprov/internal/testutil"
 )
 
 func cacheRequest() *Request {
 	return &Request{
 		UID: "1", Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"},
-		Object: &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "payments-dev", Annotations: map[string]string{
+		Object: testutil.Namespace("payments-dev", map[string]string{
 			"nsprov.io/team": "payments", "nsprov.io/environment": "development",
-		}}},
+		}, nil),
 	}
 }
 

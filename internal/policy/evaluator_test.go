@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nsprov/nsprov/internal/policy/compiled"
+	"github.com/nsprov/nsprov/internal/testutil"
 )
 
 // evaluators are the evaluators every test of this file runs through the
@@ -374,7 +375,7 @@ func requestCorpus() []*Request {
 		{"payments-dev", map[string]string{"nsprov.io/environment": "development", "nsprov.io/tier": "small", "nsprov.io/network-policy": "team"}, nil},
 		{"payments-dev", map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "production"}, nil},
 	}
-	ns := func(v variant) *corev1.Namespace { return namespace(v.name, v.annotations, v.labels) }
+	ns := func(v variant) *corev1.Namespace { return testutil.Namespace(v.name, v.annotations, v.labels) }
 	var out []*Request
 	for _, u := range users {
 		for i, v := range variants {
@@ -469,7 +470,7 @@ func TestUseEvaluatorTopdown(t *testing.T) {
 			t.Fatalf("after UseEvaluator(topdown): evaluator %q, %s evaluated by %T", b.Evaluator, q.text, q.eval)
 		}
 	}
-	d, err := decide(context.Background(), b, &Request{Operation: "CREATE", Username: "mallory", Object: namespace("x", nil, nil)})
+	d, err := decide(context.Background(), b, &Request{Operation: "CREATE", Username: "mallory", Object: testutil.Namespace("x", nil, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +505,7 @@ func TestEvaluatorsStopYielding(t *testing.T) {
 // in Evaluator, and is evaluated by topdown with the same decisions.
 func TestFallbackToTopdown(t *testing.T) {
 	ctx := context.Background()
-	files := embeddedFiles(t)
+	files := testutil.EmbeddedPolicies(t)
 	// Rules of one path prefix that refer back into it are one function to
 	// the planner, which cannot plan that reference; topdown can.
 	files["probe.rego"] = &fstest.MapFile{Data: []byte(`package nsprov.validation
@@ -527,7 +528,7 @@ deny contains {"rule": "probe", "message": "probed"} if probe.q.c == 1
 	if err := b.UseEvaluator(EvaluatorCompiled); err != nil || b.Compiled() {
 		t.Fatalf("UseEvaluator(compiled) on a bundle that cannot be compiled: %v, compiled %v", err, b.Compiled())
 	}
-	v, err := b.Validate(ctx, &Request{Operation: "CREATE", Username: "alice", Object: namespace("x", nil, nil)})
+	v, err := b.Validate(ctx, &Request{Operation: "CREATE", Username: "alice", Object: testutil.Namespace("x", nil, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

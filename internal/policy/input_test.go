@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/nsprov/nsprov/internal/testutil"
 )
 
 // TestKnownStringsComeFromTheBundle: the strings the input shares are those
@@ -17,7 +19,7 @@ func TestKnownStringsComeFromTheBundle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files := embeddedFiles(t)
+	files := testutil.EmbeddedPolicies(t)
 	files["config/tiers.yaml"].Data = []byte(strings.Replace(string(files["config/tiers.yaml"].Data), "tiers:\n", "tiers:\n  xlarge:\n    quota: {cpu: \"16\", memory: 32Gi, storage: 200Gi}\n    container_defaults: {cpu: 250m, memory: 256Mi}\n    container_default_requests: {cpu: 50m, memory: 64Mi}\n    monthly_cost_usd: 800\n", 1))
 	edited, err := Load(ctx, files, "edited")
 	if err != nil {
@@ -51,7 +53,7 @@ func TestKnownStringsComeFromTheBundle(t *testing.T) {
 	}
 
 	// The input shares the known terms and makes the others.
-	req := &Request{Operation: "CREATE", Username: "alice", Object: namespace("payments-dev", map[string]string{"nsprov.io/tier": "xlarge"}, nil)}
+	req := &Request{Operation: "CREATE", Username: "alice", Object: testutil.Namespace("payments-dev", map[string]string{"nsprov.io/tier": "xlarge"}, nil)}
 	in := edited.input(req)
 	ann := in.(ast.Object).Get(keyRequest).Value.(ast.Object).Get(keyObject).Value.(ast.Object).
 		Get(keyMetadata).Value.(ast.Object).Get(keyAnnotations).Value.(ast.Object)
