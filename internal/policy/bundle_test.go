@@ -17,17 +17,6 @@ import (
 	"github.com/nsprov/nsprov/internal/testutil"
 )
 
-// copyPolicies and namespace are kept for store_test.go, which is being
-// changed elsewhere; new tests call testutil directly.
-func copyPolicies(tb testing.TB) string {
-	tb.Helper()
-	return testutil.PoliciesDir(tb)
-}
-
-func namespace(name string, annotations, labels map[string]string) *corev1.Namespace {
-	return testutil.Namespace(name, annotations, labels)
-}
-
 const minimalEntryPoints = `package nsprov.mutation
 
 import rego.v1

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nsprov/nsprov/internal/testutil"
 )
 
 // eventually polls cond until it holds or the deadline passes.
@@ -128,7 +130,7 @@ func smallTierCost(t *testing.T, b *Bundle) string {
 	t.Helper()
 	v, err := b.Validate(context.Background(), &Request{
 		Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"},
-		Object: namespace("payments-dev", map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development"}, nil),
+		Object: testutil.Namespace("payments-dev", map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development"}, nil),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func smallTierCost(t *testing.T, b *Bundle) string {
 }
 
 func TestStoreWatch(t *testing.T) {
-	dir := copyPolicies(t)
+	dir := testutil.PoliciesDir(t)
 	w := startWatch(t, dir)
 	first := w.Bundle()
 	eventually(t, "the consumer seeing the first bundle", func() bool { return len(w.changed()) >= 1 })
@@ -242,7 +244,7 @@ func configMapMount(t *testing.T) (mount, current string) {
 	t.Helper()
 	mount = t.TempDir()
 	current = filepath.Join(mount, "..2026_01_01_00_00_00.000000001")
-	if err := os.Rename(copyPolicies(t), current); err != nil {
+	if err := os.Rename(testutil.PoliciesDir(t), current); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Symlink(filepath.Base(current), filepath.Join(mount, "..data")); err != nil {
@@ -366,7 +368,7 @@ func TestStoreWithoutDirectory(t *testing.T) {
 
 func TestNewStoreErrors(t *testing.T) {
 	ctx := context.Background()
-	broken := copyPolicies(t)
+	broken := testutil.PoliciesDir(t)
 	lib := filepath.Join(broken, "lib.rego")
 	writeAtomic(t, lib, readFile(t, lib)+"\nbroken := {\n")
 	tests := []struct {
@@ -393,7 +395,7 @@ func TestNewStoreErrors(t *testing.T) {
 func TestStoreEvaluator(t *testing.T) {
 	for _, evaluator := range []string{EvaluatorCompiled, EvaluatorTopdown} {
 		t.Run(evaluator, func(t *testing.T) {
-			dir := copyPolicies(t)
+			dir := testutil.PoliciesDir(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			s, err := NewStore(ctx, dir)
@@ -428,7 +430,7 @@ func TestStoreEvaluator(t *testing.T) {
 }
 
 func TestStoreChanged(t *testing.T) {
-	dir := copyPolicies(t)
+	dir := testutil.PoliciesDir(t)
 	w := startWatch(t, dir)
 	changed := w.Changed()
 	select {
