@@ -296,7 +296,9 @@ func (k *Kubelet) writeStatus(ctx context.Context, pod *corev1.Pod, status *core
 		if cur.UID != pod.UID {
 			return apierrors.NewNotFound(corev1.Resource("pods"), pod.Name)
 		}
+		qos := cur.Status.QOSClass // set by the API server, immutable
 		cur.Status = *status.DeepCopy()
+		cur.Status.QOSClass = qos
 		_, err = k.client.CoreV1().Pods(pod.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})

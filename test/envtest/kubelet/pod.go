@@ -45,7 +45,6 @@ func (r *podRun) run(podCtx, ctx context.Context) {
 	r.status = corev1.PodStatus{
 		Phase: corev1.PodPending, StartTime: &now, HostIP: "127.0.0.1", PodIP: "127.0.0.1",
 		HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}}, PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}},
-		QOSClass: corev1.PodQOSBestEffort,
 	}
 	for _, c := range r.pod.Spec.InitContainers {
 		r.status.InitContainerStatuses = append(r.status.InitContainerStatuses, waiting(c, "PodInitializing"))
