@@ -64,5 +64,5 @@ for name in workflow-controller argoexec; do
   (cd "$work/argo" && go build -trimpath -o "$out.tmp" -ldflags "$ldflags" "./cmd/$name")
   mv "$out.tmp" "$out"
 done
-log "$("$dest/workflow-controller" version 2>/dev/null | head -n1 || true) in $dest"
+log "workflow-controller and argoexec v$ARGO_VERSION in $dest"
 echo "$dest"
