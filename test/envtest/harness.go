@@ -40,7 +40,7 @@ import (
 	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/internal/trigger"
-	"github.com/nsprov/nsprov/test/envtest/argorunner"
+	"github.com/nsprov/nsprov/test/envtest/cluster"
 )
 
 // Options configure the harness.
@@ -51,8 +51,8 @@ type Options struct {
 	Logger logr.Logger
 	// Recorder receives every admission decision (default: logged to Logger).
 	Recorder admission.Recorder
-	// NoRunner leaves Workflows unrun (they stay Pending), for measurements
-	// of the controller alone.
+	// NoRunner runs no Argo: Workflows stay unrun, for measurements of the
+	// controller alone.
 	NoRunner bool
 }
 
@@ -65,10 +65,10 @@ type Env struct {
 	// Policies is the policy store the webhooks serve.
 	Policies *policy.Store
 
-	env    *crenvtest.Environment
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // the webhook server, policy watcher, controllers and runner
-	tmpDir string
+	env     *crenvtest.Environment
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // the webhook server, policy watcher and controllers
+	cluster *cluster.Cluster
 }
 
 // Scheme is the scheme of the harness's clients.
@@ -269,8 +269,7 @@ const (
 
 // startProvisioning creates the Argo namespace and the nsprov-provision
 // WorkflowTemplate from the chart, then runs the trigger controller (as
-// nsprov's service account) and the local runner of Workflows (as the
-// provisioner's), both in process.
+// nsprov's service account, in process) and Argo (startArgo).
 func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runner bool) error {
 	root, err := RepoRoot()
 	if err != nil {
@@ -294,23 +293,7 @@ func (e *Env) startProvisioning(ctx, runCtx context.Context, assets string, runn
 		return nil
 	}
 
-	// The runner of Workflows, as the provisioner (RBAC: system:masters).
-	kubeconfig, err := e.UserKubeconfig(ProvisionerUser, "system:serviceaccounts", "system:serviceaccounts:argo", "system:masters")
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "nsprov-envtest-")
-	if err != nil {
-		return err
-	}
-	e.tmpDir = dir
-	kcPath := filepath.Join(dir, "provisioner.kubeconfig")
-	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
-		return err
-	}
-	r := argorunner.New(e.Client, ArgoNamespace, filepath.Join(assets, "kubectl"), kcPath)
-	e.wg.Go(func() { _ = r.Start(runCtx) })
-	return nil
+	return e.startArgo(ctx, assets)
 }
 
 // StartController runs a provisioning controller, as nsprov's service
@@ -445,15 +428,15 @@ func WaitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
-// Stop stops the webhooks, the controller, the runner and the control plane.
+// Stop stops the webhooks, the controller, Argo and the control plane.
 func (e *Env) Stop() error {
 	if e.cancel != nil {
 		e.cancel()
 	}
 	// Let the in-process parts finish before their API server goes away.
 	WaitGroupTimeout(&e.wg, 30*time.Second)
-	if e.tmpDir != "" {
-		_ = os.RemoveAll(e.tmpDir)
+	if e.cluster != nil {
+		e.cluster.Stop()
 	}
 	return e.env.Stop()
 }

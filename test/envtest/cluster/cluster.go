@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -76,6 +77,16 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 	}
 	kubeletCfg := admin.Config()
 	kubeletCfg.QPS, kubeletCfg.Burst = 100, 200 // a node's pods, written by one client
+	if o.Out == nil {
+		if dir := os.Getenv("NSPROV_CLUSTER_LOGS"); dir != "" {
+			// For a look at a run: the logs of every cluster the tests start.
+			f, err := os.CreateTemp(dir, "cluster-*.log")
+			if err != nil {
+				return nil, err
+			}
+			o.Out = f
+		}
+	}
 	kubeletCtx := ctx
 	if o.Out != nil {
 		out := &syncWriter{w: o.Out}

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -288,7 +289,11 @@ func (k *Kubelet) completeDeletion(ctx context.Context, pod *corev1.Pod) {
 
 // writeStatus replaces the Pod's status with status, retrying on conflicts.
 func (k *Kubelet) writeStatus(ctx context.Context, pod *corev1.Pod, status *corev1.PodStatus) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	// A kubelet's status must land even when the Pod's controller keeps
+	// patching it (conflicts) or the API server is slow: a Pod whose end is
+	// never reported stalls its Workflow. Only a Pod that is gone stops it.
+	backoff := wait.Backoff{Duration: 20 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 40, Cap: 2 * time.Second}
+	return retry.OnError(backoff, func(err error) bool { return !apierrors.IsNotFound(err) && ctx.Err() == nil }, func() error {
 		cur, err := k.client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
