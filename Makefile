@@ -9,6 +9,8 @@ GO ?= go
 BIN := $(CURDIR)/bin
 # Control-plane binaries for envtest. KUBEBUILDER_ASSETS set by the user wins.
 ENVTEST_DIR := $(BIN)/k8s
+# Argo's workflow-controller and argoexec for the provisioning. ARGO_ASSETS set by the user wins.
+ARGO_DIR := $(BIN)/argo
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO_TEST_FLAGS ?=
 BENCH ?= .
@@ -42,9 +44,10 @@ docs: ## Regenerate docs/cli.md and charts/nsprov/README.md from the commands an
 ##@ Run
 
 .PHONY: dev
-dev: envtest-assets build ## Run nsprov locally: kube-apiserver, etcd, webhooks, controller; .dev/kubeconfig has contexts admin, alice, bob (POLICY_DIR=dir serves and watches a policy copy).
+dev: envtest-assets argo-assets build ## Run nsprov locally: kube-apiserver, etcd, webhooks, controller; .dev/kubeconfig has contexts admin, alice, bob (POLICY_DIR=dir serves and watches a policy copy).
 	$(GO) build -o $(BIN)/nsprov-dev ./test/envtest/cmd/nsprov-dev
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" exec $(BIN)/nsprov-dev --state-dir .dev
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" ARGO_ASSETS="$$(hack/argo.sh "$(ARGO_DIR)")" \
+		exec $(BIN)/nsprov-dev --state-dir .dev
 
 ##@ Build
 
@@ -56,14 +59,19 @@ build: ## Build bin/nsprov from cmd/webhook.
 envtest-assets: ## Build kube-apiserver and etcd for envtest into bin/k8s (skipped when present).
 	@hack/control-plane.sh "$(ENVTEST_DIR)" >/dev/null
 
+.PHONY: argo-assets
+argo-assets: ## Build Argo's workflow-controller and argoexec into bin/argo (skipped when present).
+	@hack/argo.sh "$(ARGO_DIR)" >/dev/null
+
 ##@ Test
 
 .PHONY: test
-test: vet envtest-assets ## Run everything: go vet, unit tests, Rego tests and the envtest suites.
+test: vet envtest-assets argo-assets ## Run everything: go vet, unit tests, Rego tests and the envtest suites.
 	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v /test/envtest)
 	@# Each envtest package starts a control plane of its own: one at a time, so
 	@# two never compete for the 2 cores a CI machine has.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" $(GO) test -p 1 $(GO_TEST_FLAGS) ./test/envtest/...
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" ARGO_ASSETS="$$(hack/argo.sh "$(ARGO_DIR)")" \
+		$(GO) test -p 1 $(GO_TEST_FLAGS) ./test/envtest/...
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need no control plane (unit and Rego tests).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the envtest control-plane binaries (kube-apiserver and etcd) and
-# kubectl from the Go module proxy into a directory (default bin/k8s) and
+# Builds the envtest control-plane binaries (kube-apiserver and etcd),
+# kube-controller-manager (garbage collection, namespace deletion) and kubectl
+# from the Go module proxy into a directory (default bin/k8s) and
 # prints that directory.
 #
 # The binaries cannot be downloaded as release archives here, so they are
@@ -103,6 +104,7 @@ build_etcd() {
 build_etcd
 build_k8s kube-apiserver
 build_k8s kubectl
+build_k8s kube-controller-manager
 rm -rf "$dest/.build"
-log "$("$dest/kube-apiserver" --version 2>&1), etcd $("$dest/etcd" --version 2>&1 | head -n1 | awk '{print $3}'), kubectl $("$dest/kubectl" version --client 2>/dev/null | head -n1 | awk '{print $3}') in $dest"
+log "$("$dest/kube-apiserver" --version 2>&1), etcd $("$dest/etcd" --version 2>&1 | head -n1 | awk '{print $3}'), kubectl $("$dest/kubectl" version --client 2>/dev/null | head -n1 | awk '{print $3}'), kube-controller-manager in $dest"
 echo "$dest"

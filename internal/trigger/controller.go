@@ -257,6 +257,9 @@ func conditionFor(wf *wfv1.Workflow) (corev1.ConditionStatus, string, string) {
 	case wfv1.WorkflowFailed, wfv1.WorkflowError:
 		msg := wf.Status.Message
 		if msg == "" {
+			msg = failedSteps(wf)
+		}
+		if msg == "" {
 			msg = "no message"
 		}
 		return corev1.ConditionFalse, contract.ReasonFailed, fmt.Sprintf("Workflow %s failed: %s", name, msg)
@@ -265,6 +268,34 @@ func conditionFor(wf *wfv1.Workflow) (corev1.ConditionStatus, string, string) {
 	default:
 		return corev1.ConditionUnknown, contract.ReasonPending, fmt.Sprintf("Workflow %s is pending", name)
 	}
+}
+
+// failedSteps names the failed steps of a Workflow with the message of each
+// one's last attempt: Argo leaves the Workflow's own message empty when a DAG
+// task fails, and a retried step's node only says "No more retries left".
+func failedSteps(wf *wfv1.Workflow) string {
+	retried := map[string]bool{}
+	var steps []string
+	for _, n := range wf.Status.Nodes {
+		if n.Type != wfv1.NodeTypeRetry || !n.FailedOrError() || len(n.Children) == 0 {
+			continue
+		}
+		for _, c := range n.Children {
+			retried[c] = true
+		}
+		msg := n.Message
+		if last, ok := wf.Status.Nodes[n.Children[len(n.Children)-1]]; ok && last.Message != "" {
+			msg = last.Message
+		}
+		steps = append(steps, n.DisplayName+": "+msg)
+	}
+	for id, n := range wf.Status.Nodes {
+		if n.Type == wfv1.NodeTypePod && n.FailedOrError() && !retried[id] && n.Message != "" {
+			steps = append(steps, n.DisplayName+": "+n.Message)
+		}
+	}
+	sort.Strings(steps)
+	return strings.Join(steps, "; ")
 }
 
 // setCondition writes the Provisioned condition when it changed, and records

@@ -35,8 +35,8 @@ import (
 	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/internal/server"
 	"github.com/nsprov/nsprov/internal/trigger"
-	"github.com/nsprov/nsprov/test/envtest/argorunner"
 	"github.com/nsprov/nsprov/test/envtest/chartrender"
+	"github.com/nsprov/nsprov/test/envtest/cluster"
 )
 
 // Options configure the harness.
@@ -47,8 +47,8 @@ type Options struct {
 	Logger logr.Logger
 	// Recorder receives every admission decision (default: logged to Logger).
 	Recorder admission.Recorder
-	// NoRunner leaves Workflows unrun (they stay Pending), for measurements
-	// of the controller alone.
+	// NoRunner runs no Argo: Workflows stay unrun, for measurements of the
+	// controller alone.
 	NoRunner bool
 }
 
@@ -61,11 +61,11 @@ type Env struct {
 	// Policies is the policy store of the server the API server calls.
 	Policies *policy.Store
 
-	env    *crenvtest.Environment
-	opts   Options
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // nsprov's servers and the runner
-	tmpDir string
+	env     *crenvtest.Environment
+	opts    Options
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup   // nsprov's servers
+	cluster *cluster.Cluster // Argo, the process kubelet, kube-controller-manager
 }
 
 // Scheme is the scheme of the harness's clients.
@@ -235,7 +235,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		return nil, err
 	}
 	if !o.NoRunner {
-		if err := e.startRunner(runCtx, assets); err != nil {
+		if err := e.startArgo(ctx, assets); err != nil {
 			return nil, err
 		}
 	}
@@ -268,28 +268,6 @@ func (e *Env) installWorkflowTemplate(ctx context.Context) error {
 	if err := e.Client.Create(ctx, tmpl); err != nil {
 		return fmt.Errorf("installing WorkflowTemplate %s: %w", tmpl.Name, err)
 	}
-	return nil
-}
-
-// startRunner runs the local runner of Workflows, as the provisioner's
-// service account, in process until ctx ends.
-func (e *Env) startRunner(ctx context.Context, assets string) error {
-	// The runner of Workflows, as the provisioner (RBAC: system:masters).
-	kubeconfig, err := e.UserKubeconfig(ProvisionerUser, "system:serviceaccounts", "system:serviceaccounts:argo", "system:masters")
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "nsprov-envtest-")
-	if err != nil {
-		return err
-	}
-	e.tmpDir = dir
-	kcPath := filepath.Join(dir, "provisioner.kubeconfig")
-	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
-		return err
-	}
-	r := argorunner.New(e.Client, ArgoNamespace, filepath.Join(assets, "kubectl"), kcPath)
-	e.wg.Go(func() { _ = r.Start(ctx) })
 	return nil
 }
 
@@ -494,15 +472,15 @@ func WaitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
-// Stop stops the webhooks, the controller, the runner and the control plane.
+// Stop stops the webhooks, the controller, Argo and the control plane.
 func (e *Env) Stop() error {
 	if e.cancel != nil {
 		e.cancel()
 	}
 	// Let the in-process parts finish before their API server goes away.
 	WaitGroupTimeout(&e.wg, 30*time.Second)
-	if e.tmpDir != "" {
-		_ = os.RemoveAll(e.tmpDir)
+	if e.cluster != nil {
+		e.cluster.Stop()
 	}
 	return e.env.Stop()
 }

@@ -30,7 +30,9 @@ import (
 func waitCondition(t *testing.T, name string, status corev1.ConditionStatus, reason string) *corev1.Namespace {
 	t.Helper()
 	var ns *corev1.Namespace
-	Eventually(t, 30*time.Second, fmt.Sprintf("namespace %s condition Provisioned=%s (%s)", name, status, reason), func() error {
+	// Argo's own controller runs the steps as pods; a failing step is retried
+	// with the template's backoff (2s, 4s, 8s, 16s) before the Workflow fails.
+	Eventually(t, 3*time.Minute, fmt.Sprintf("namespace %s condition Provisioned=%s (%s)", name, status, reason), func() error {
 		ns = get(t, name)
 		for _, c := range ns.Status.Conditions {
 			if c.Type == contract.ConditionProvisioned {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/nsprov/nsprov/internal/certs"
 	"github.com/nsprov/nsprov/test/envtest"
-	"github.com/nsprov/nsprov/test/envtest/argorunner"
 	"github.com/nsprov/nsprov/test/envtest/chartrender"
+	"github.com/nsprov/nsprov/test/envtest/cluster"
 )
 
 // TestSelfManagedCertificates installs the chart with self-managed
@@ -133,17 +133,29 @@ func provisionEndToEnd(ctx context.Context, t *testing.T, alice client.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runner := argorunner.New(admin, "argo", filepath.Join(assets, "kubectl"), kubeconfigFile(t, provisionerSA))
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = runner.Start(runCtx) }()
-	defer func() { stop(); <-done }()
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argoAssets, err := cluster.ArgoAssetsDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Argo's own workflow-controller, and a process kubelet that runs its
+	// step pods with argoexec as the provisioner's service account.
+	argo, err := cluster.Start(ctx, cluster.Options{
+		ControlPlane: controlPlane, K8sAssets: assets, ArgoAssets: argoAssets, ArgoNamespace: "argo",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer argo.Stop()
 
 	ns := requested("chart-e2e-dev")
 	if err := alice.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	envtest.Eventually(t, time.Minute, "the namespace provisioned", func() error {
+	envtest.Eventually(t, 3*time.Minute, "the namespace provisioned", func() error {
 		got := &corev1.Namespace{}
 		if err := admin.Get(ctx, client.ObjectKeyFromObject(ns), got); err != nil {
 			return err

@@ -26,8 +26,8 @@ import (
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/test/envtest"
-	"github.com/nsprov/nsprov/test/envtest/argorunner"
 	"github.com/nsprov/nsprov/test/envtest/chartrender"
+	"github.com/nsprov/nsprov/test/envtest/cluster"
 )
 
 // A Person is one of the walkthrough's users: a kubeconfig context of the same
@@ -89,6 +89,7 @@ type Env struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	served   chan int // the exit code of nsprov serve
+	cluster  *cluster.Cluster
 }
 
 // Start cleans up what a killed earlier run left in the state directory,
@@ -173,7 +174,7 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	if err := e.waitForWebhooks(ctx); err != nil {
 		return nil, err
 	}
-	if err := e.runSteps(runCtx, assets); err != nil {
+	if err := e.startArgo(ctx, assets); err != nil {
 		return nil, err
 	}
 	if err := e.writeKubeconfig(); err != nil {
@@ -350,18 +351,6 @@ func (e *Env) waitForWebhooks(ctx context.Context) error {
 	}
 }
 
-// runSteps runs the local runner of the workflow's resource steps, which
-// apply their manifests with kubectl as the provisioner's service account.
-func (e *Env) runSteps(ctx context.Context, assets string) error {
-	kubeconfig, err := e.userKubeconfigFile(envtest.ProvisionerUser, "system:serviceaccounts", "system:serviceaccounts:"+envtest.ArgoNamespace)
-	if err != nil {
-		return err
-	}
-	r := argorunner.New(e.Client, envtest.ArgoNamespace, filepath.Join(assets, "kubectl"), kubeconfig)
-	e.wg.Go(func() { _ = r.Start(ctx) })
-	return nil
-}
-
 // ServiceAccount is the username of nsprov's service account, as the chart
 // installs it.
 const ServiceAccount = "system:serviceaccount:" + Namespace + ":nsprov"
@@ -412,6 +401,9 @@ func (e *Env) Stop() error {
 	// Let the in-process parts finish before their API server goes away.
 	if !envtest.WaitGroupTimeout(&e.wg, 30*time.Second) {
 		err = errors.New("nsprov serve or the runner did not stop within 30 seconds")
+	}
+	if e.cluster != nil {
+		e.cluster.Stop()
 	}
 	if e.cp != nil {
 		err = errors.Join(err, e.cp.Stop())
