@@ -56,7 +56,7 @@ build: ## Build bin/nsprov from cmd/webhook.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/nsprov/nsprov/cmd/webhook/app.Version=$(VERSION)" -o $(BIN)/nsprov ./cmd/webhook
 
 .PHONY: envtest-assets
-envtest-assets: ## Build kube-apiserver and etcd for envtest into bin/k8s (skipped when present).
+envtest-assets: ## Build kube-apiserver, etcd, kube-controller-manager and kubectl into bin/k8s (skipped when present).
 	@hack/control-plane.sh "$(ENVTEST_DIR)" >/dev/null
 
 .PHONY: argo-assets

@@ -19,7 +19,7 @@ const repoRoot = "../.."
 
 // TestReadmePictureMatchesImports checks README's package picture against
 // `go list`: every arrow is an import, every import between nsprov's own
-// packages (those outside test/ and hack/) is drawn, and every such package
+// packages that the nsprov binary is built from is drawn, and every such package
 // is a node. When packages move, edit the picture until this passes.
 func TestReadmePictureMatchesImports(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
@@ -66,7 +66,8 @@ func TestReadmePictureMatchesImports(t *testing.T) {
 	}
 }
 
-// productImports lists nsprov's packages outside test/ and hack/ with the
+// productImports lists nsprov's packages outside test/ and hack/ that the
+// nsprov binary is built from, with the
 // imports among them, as paths relative to the module.
 func productImports(t *testing.T) (string, map[string][]string) {
 	t.Helper()
@@ -81,9 +82,21 @@ func productImports(t *testing.T) (string, map[string][]string) {
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
+	// Only the packages the nsprov binary is built from: test helpers such
+	// as internal/testutil are not drawn.
+	deps := exec.Command("go", "list", "-deps", "./cmd/webhook")
+	deps.Dir = repoRoot
+	depsOut, err := deps.Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	inBinary := map[string]bool{}
+	for _, p := range strings.Fields(string(depsOut)) {
+		inBinary[p] = true
+	}
 	rel := func(p string) (string, bool) {
 		r, ok := strings.CutPrefix(p, module+"/")
-		if !ok || r == "test" || r == "hack" || strings.HasPrefix(r, "test/") || strings.HasPrefix(r, "hack/") {
+		if !ok || !inBinary[p] || r == "test" || r == "hack" || strings.HasPrefix(r, "test/") || strings.HasPrefix(r, "hack/") {
 			return "", false
 		}
 		return r, true

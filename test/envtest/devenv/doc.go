@@ -4,8 +4,10 @@
 // (the WorkflowTemplate, RBAC, the requester role, the webhook
 // configurations, pointed at a local port), runs `nsprov serve` in process
 // with the chart Deployment's arguments as nsprov's service account, with
-// self-managed certificates, and runs the workflow's resource steps as the
-// provisioner's service account. So the chart's RBAC and certificates are
+// self-managed certificates, and runs Argo's own workflow-controller, the
+// process kubelet that runs its step pods as the provisioner's service
+// account, and kube-controller-manager (garbage collector, namespace
+// controller). So the chart's RBAC and certificates are
 // exercised by every walkthrough run. One kubeconfig has a context per
 // walkthrough person (admin, alice and bob).
 //
