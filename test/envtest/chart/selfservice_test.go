@@ -47,12 +47,7 @@ func TestSelfService(t *testing.T) {
 			objs = append(objs, o)
 		}
 	}
-	for _, w := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
-		w.SetName("nsprov")
-		if err := admin.Delete(ctx, w); err != nil && !apierrors.IsNotFound(err) {
-			t.Fatal(err)
-		}
-	}
+	deleteWebhooks(ctx, t)
 	install(ctx, t, objs, false)
 
 	// Namespaces as nsprov stores them: request annotations, requested-by and
@@ -151,8 +146,8 @@ func TestSelfService(t *testing.T) {
 
 	denied := []struct {
 		name, ns, why string
-		as          client.Client
-		change      func(*corev1.Namespace)
+		as            client.Client
+		change        func(*corev1.Namespace)
 	}{
 		{"alice cannot change bob's namespace", "selfservice-web-dev", "team", alice, func(ns *corev1.Namespace) { ns.Annotations["nsprov.io/tier"] = "micro" }},
 		{"bob cannot change alice's namespace", "selfservice-dev", "team", bob, func(ns *corev1.Namespace) { ns.Annotations["nsprov.io/tier"] = "small" }},
@@ -260,5 +255,17 @@ func kubectlAs(t *testing.T, name string, groups ...string) func(args ...string)
 		cmd := exec.Command(filepath.Join(assets, "kubectl"), append([]string{"--kubeconfig", path}, args...)...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
+	}
+}
+
+// deleteWebhooks deletes nsprov's webhook configurations an earlier test
+// left: they point at no server. A later test installs them again.
+func deleteWebhooks(ctx context.Context, t *testing.T) {
+	t.Helper()
+	for _, w := range []client.Object{&admissionregistrationv1.MutatingWebhookConfiguration{}, &admissionregistrationv1.ValidatingWebhookConfiguration{}} {
+		w.SetName("nsprov")
+		if err := admin.Delete(ctx, w); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
 	}
 }
