@@ -101,7 +101,7 @@ test_requester_not_in_team_not_reported_for_invalid_team if {
 test_requester_not_in_team_update_without_request_change_allowed if {
 	old := payments({})
 	new := ns("payments-dev", old.metadata.annotations, object.union(old.metadata.labels, {"app.kubernetes.io/part-of": "payments"}))
-	rules == set() with input as update(bob, old, new)
+	rules == set() with input as update(bob, old, new) with data.config.metadata.allowed_prefixes as ["app.kubernetes.io/"]
 	rules == set() with input as update(bob, old, payments({"nsprov.io/reprovision": "2"}))
 }
 
@@ -227,6 +227,7 @@ test_request_annotations_removed_allowed_for_admins if {
 
 test_request_annotations_removed_not_for_bare_namespace if {
 	rules == set() with input as update(alice, ns("scratch", {"example.com/a": "1"}, {}), ns("scratch", {}, {}))
+		with data.config.metadata.allowed_prefixes as ["example.com/"]
 }
 
 # managed-metadata-forged: labels
@@ -265,8 +266,15 @@ test_forged_label_default_tier_allowed if {
 }
 
 test_forged_label_other_prefixes_allowed if {
-	labels := {"monitoring.nsprov.io/enhanced": "true", "team": "billing", "example.com/nsprov.io": "x"}
+	labels := {"team": "billing", "example.com/nsprov.io": "x"}
 	rules == set() with input as create(alice, ns("payments-dev", base, labels))
+		with data.config.metadata.allowed_keys as ["team"]
+		with data.config.metadata.allowed_prefixes as ["example.com/"]
+
+	# A feature's label is not nsprov.io/ metadata: another rule, not this
+	# one, keeps requesters from writing it.
+	feature := {"monitoring.nsprov.io/enhanced": "true"}
+	rules == {"metadata-not-allowed"} with input as create(alice, ns("payments-dev", base, feature))
 }
 
 test_forged_label_changed_on_update_denied if {
@@ -282,7 +290,7 @@ test_forged_label_added_on_update_denied if {
 test_forged_label_unchanged_on_update_allowed if {
 	old := ns("scratch", {}, {"nsprov.io/legacy": "yes"})
 	new := ns("scratch", {"example.com/a": "1"}, {"nsprov.io/legacy": "yes"})
-	rules == set() with input as update(alice, old, new)
+	rules == set() with input as update(alice, old, new) with data.config.metadata.allowed_prefixes as ["example.com/"]
 	old2 := ns("payments-dev", payments({}).metadata.annotations, object.union(payments({}).metadata.labels, {"nsprov.io/provisioned": "true"}))
 	rules == set() with input as update(alice, old2, old2)
 }

@@ -68,6 +68,7 @@ test_request_required_denied_without_annotations_object if {
 
 test_request_required_ignores_non_request_annotations if {
 	rules == {"request-required"} with input as create(alice, ns("scratch", {"nsprov.io/reprovision": "1", "example.com/team": "payments"}))
+		with data.config.metadata.allowed_prefixes as ["example.com/"]
 }
 
 test_request_required_allowed_for_system_masters if {
@@ -95,6 +96,7 @@ test_request_required_denied_for_other_service_account if {
 
 test_request_required_not_on_update if {
 	rules == set() with input as update(alice, ns("scratch", {}), ns("scratch", {"example.com/owner": "alice"}))
+		with data.config.metadata.allowed_prefixes as ["example.com/"]
 }
 
 test_request_required_not_for_requested_namespace if {

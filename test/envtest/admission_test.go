@@ -129,6 +129,7 @@ func TestEachRuleDenies(t *testing.T) {
 		{"requester-not-in-team", bob, dev("bob-payments-dev", nil)},
 		{"managed-metadata-forged", alice, namespace("forgedlabel-dev", map[string]string{teamKey: "payments", envKey: "development"}, map[string]string{"nsprov.io/owner": "alice"})},
 		{"managed-metadata-forged", alice, dev("forgedworkflow-dev", map[string]string{workflowKey: "argo/fake"})},
+		{"metadata-not-allowed", alice, dev("nodeselector-dev", map[string]string{"scheduler.alpha.kubernetes.io/node-selector": "pool=gpu"})},
 	}
 	for _, tc := range creates {
 		t.Run("create/"+tc.rule+"/"+tc.ns.Name, func(t *testing.T) {
@@ -155,6 +156,7 @@ func TestEachRuleDenies(t *testing.T) {
 		}},
 		{"managed-metadata-forged", alice, "workflow-dev", func(ns *corev1.Namespace) { ns.Annotations[workflowKey] = "argo/fake" }},
 		{"requester-not-in-team", bob, "bobtier-dev", func(ns *corev1.Namespace) { ns.Annotations[tierKey] = "medium" }},
+		{"metadata-not-allowed", alice, "istiolabel-dev", func(ns *corev1.Namespace) { ns.Labels["istio-injection"] = "enabled" }},
 	}
 	for _, tc := range updates {
 		t.Run("update/"+tc.rule+"/"+tc.name, func(t *testing.T) {
@@ -171,6 +173,64 @@ func TestEachRuleDenies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRequesterMetadataIsChecked shows that a requester cannot give her
+// namespace a Pod Security level, a node selector or a feature's label, one
+// violation per key, while keys she does not change, and the keys
+// Kubernetes and kubectl write, never stop an update.
+func TestRequesterMetadataIsChecked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	alice := newUser(t, "alice", "team-payments")
+
+	privileged := request("privileged-dev", "payments", "development", map[string]string{
+		"scheduler.alpha.kubernetes.io/node-selector": "pool=gpu",
+	})
+	privileged.Labels = map[string]string{
+		"pod-security.kubernetes.io/enforce": "privileged",
+		"monitoring.nsprov.io/enhanced":      "true",
+	}
+	err := alice.client.Create(ctx, privileged)
+	wantDenied(t, err, "metadata-not-allowed")
+	if got := strings.Count(err.Error(), "metadata-not-allowed: "); got != 3 {
+		t.Errorf("denial has %d metadata-not-allowed violations, want one per key (3): %v", got, err)
+	}
+	for _, key := range []string{"pod-security.kubernetes.io/enforce", "scheduler.alpha.kubernetes.io/node-selector", "monitoring.nsprov.io/enhanced"} {
+		if !strings.Contains(err.Error(), " "+key+"=") {
+			t.Errorf("denial does not name %s: %v", key, err)
+		}
+	}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: "privileged-dev"}, &corev1.Namespace{}); !apierrors.IsNotFound(err) {
+		t.Errorf("denied namespace privileged-dev was stored (get: %v)", err)
+	}
+
+	// An admin set a Pod Security level on alice's namespace: alice can
+	// neither lower nor remove it, and still changes her request.
+	if err := alice.client.Create(ctx, request("restricted-dev", "payments", "development", nil)); err != nil {
+		t.Fatalf("alice creating restricted-dev: %v", err)
+	}
+	admin := &user{name: "admin", client: env.Client}
+	if err := admin.update(ctx, "restricted-dev", func(ns *corev1.Namespace) {
+		ns.Labels["pod-security.kubernetes.io/enforce"] = "restricted"
+	}); err != nil {
+		t.Fatalf("admin labelling restricted-dev: %v", err)
+	}
+	wantDenied(t, alice.update(ctx, "restricted-dev", func(ns *corev1.Namespace) {
+		ns.Labels["pod-security.kubernetes.io/enforce"] = "privileged"
+	}), "metadata-not-allowed")
+	wantDenied(t, alice.update(ctx, "restricted-dev", func(ns *corev1.Namespace) {
+		delete(ns.Labels, "pod-security.kubernetes.io/enforce")
+	}), "metadata-not-allowed")
+	if err := alice.update(ctx, "restricted-dev", func(ns *corev1.Namespace) {
+		ns.Annotations[tierKey] = "medium"
+		ns.Annotations["kubectl.kubernetes.io/last-applied-configuration"] = "{}"
+	}); err != nil {
+		t.Fatalf("alice changing the tier of restricted-dev beside an admin's label: %v", err)
+	}
+	if got := get(t, "restricted-dev").Labels["pod-security.kubernetes.io/enforce"]; got != "restricted" {
+		t.Errorf("pod-security.kubernetes.io/enforce = %q, want restricted", got)
 	}
 }
 
