@@ -470,3 +470,28 @@ func checkTeamObjects(ctx context.Context, t *testing.T, team string) {
 		t.Errorf("the quota's tier label is %q", quota.Labels[contract.TierLabel])
 	}
 }
+
+// TestProvisioningPoliciesRendered: the admission policies follow
+// provisioner.admissionPolicies and argo.namespace, each with its binding.
+func TestProvisioningPoliciesRendered(t *testing.T) {
+	policies := []string{"nsprov-provisioning-launch", "nsprov-provisioner"}
+	off := render(t, map[string]any{"provisioner": map[string]any{"admissionPolicies": false}})
+	for _, o := range off {
+		if strings.HasPrefix(o.GetKind(), "ValidatingAdmissionPolicy") && slices.Contains(policies, o.GetName()) {
+			t.Errorf("admissionPolicies false renders %s %s", o.GetKind(), o.GetName())
+		}
+	}
+	objs := render(t, map[string]any{"argo": map[string]any{"namespace": "workflows"}})
+	for _, name := range policies {
+		find(t, objs, "ValidatingAdmissionPolicy", name)
+		find(t, objs, "ValidatingAdmissionPolicyBinding", name)
+	}
+	launch, _ := yaml.Marshal(find(t, objs, "ValidatingAdmissionPolicy", "nsprov-provisioning-launch").Object)
+	if !strings.Contains(string(launch), "kubernetes.io/metadata.name: workflows") {
+		t.Errorf("the launch policy does not select the Argo namespace workflows:\n%s", launch)
+	}
+	prov, _ := yaml.Marshal(find(t, objs, "ValidatingAdmissionPolicy", "nsprov-provisioner").Object)
+	if !strings.Contains(string(prov), "system:serviceaccount:workflows:nsprov-provisioner") {
+		t.Errorf("the provisioner policy does not match the provisioner of the Argo namespace workflows:\n%s", prov)
+	}
+}
