@@ -469,3 +469,51 @@ func TestOnlyTheLastWorkflowsAreKept(t *testing.T) {
 		return nil
 	})
 }
+
+// TestYAMLLookingTeams: teams whose names YAML reads as a boolean, a number
+// or null are provisioned end to end, and every object names the team as a
+// string (the team network policy selects it).
+func TestYAMLLookingTeams(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, team := range []string{"true", "123", "null"} {
+		t.Run(team, func(t *testing.T) {
+			name := team + "-dev"
+			u := newUser(t, "yaml-"+team, "team-"+team)
+			if err := u.client.Create(ctx, request(name, team, "development", map[string]string{netpolKey: "team"})); err != nil {
+				t.Fatal(err)
+			}
+			ns := waitCondition(t, name, corev1.ConditionTrue, contract.ReasonSucceeded)
+			if ns.Labels[contract.TeamLabel] != team {
+				t.Errorf("team label %q, want %q", ns.Labels[contract.TeamLabel], team)
+			}
+			for _, obj := range []client.Object{&corev1.ResourceQuota{}, &corev1.LimitRange{}} {
+				key := client.ObjectKey{Namespace: name, Name: "nsprov-quota"}
+				if _, ok := obj.(*corev1.LimitRange); ok {
+					key.Name = "nsprov-limits"
+				}
+				if err := env.Client.Get(ctx, key, obj); err != nil {
+					t.Errorf("%s: %v", key.Name, err)
+				}
+			}
+			rb := &rbacv1.RoleBinding{}
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: name, Name: "nsprov-team-edit"}, rb); err != nil {
+				t.Fatal(err)
+			}
+			if len(rb.Subjects) != 1 || rb.Subjects[0].Name != "team-"+team {
+				t.Errorf("role binding subjects %+v, want group team-%s", rb.Subjects, team)
+			}
+			nps := networkPolicies(t, name)
+			for _, want := range []string{"nsprov-default-deny", "nsprov-allow-dns", "nsprov-allow-same-namespace", "nsprov-allow-team"} {
+				if _, ok := nps[want]; !ok {
+					t.Errorf("network policy %s missing; have %v", want, policyNames(nps))
+				}
+			}
+			if np, ok := nps["nsprov-allow-team"]; ok {
+				if got := np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels[contract.TeamLabel]; got != team {
+					t.Errorf("the team policy selects team %q, want %q", got, team)
+				}
+			}
+		})
+	}
+}
