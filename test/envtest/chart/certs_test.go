@@ -124,10 +124,10 @@ func TestSelfManagedCertificates(t *testing.T) {
 	}
 }
 
-// provisionEndToEnd: alice's namespace gets its Workflow from the running
-// controller, and the Workflow's steps, run as the provisioner with the
-// chart's RBAC only, provision it.
-func provisionEndToEnd(ctx context.Context, t *testing.T, alice client.Client) {
+// startArgo runs Argo's own workflow-controller, and a process kubelet that
+// runs its step pods with argoexec as the provisioner's service account,
+// until the caller stops it.
+func startArgo(ctx context.Context, t *testing.T) *cluster.Cluster {
 	t.Helper()
 	assets, err := envtest.AssetsDir()
 	if err != nil {
@@ -141,14 +141,21 @@ func provisionEndToEnd(ctx context.Context, t *testing.T, alice client.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Argo's own workflow-controller, and a process kubelet that runs its
-	// step pods with argoexec as the provisioner's service account.
 	argo, err := cluster.Start(ctx, cluster.Options{
 		ControlPlane: controlPlane, K8sAssets: assets, ArgoAssets: argoAssets, ArgoNamespace: "argo",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return argo
+}
+
+// provisionEndToEnd: alice's namespace gets its Workflow from the running
+// controller, and the Workflow's steps, run as the provisioner with the
+// chart's RBAC only, provision it.
+func provisionEndToEnd(ctx context.Context, t *testing.T, alice client.Client) {
+	t.Helper()
+	argo := startArgo(ctx, t)
 	defer argo.Stop()
 
 	ns := requested("chart-e2e-dev")

@@ -27,7 +27,6 @@ import (
 	"github.com/nsprov/nsprov/internal/trigger"
 	"github.com/nsprov/nsprov/policies"
 	"github.com/nsprov/nsprov/test/envtest"
-	"github.com/nsprov/nsprov/test/envtest/argorunner"
 	"github.com/nsprov/nsprov/test/envtest/chartrender"
 )
 
@@ -390,17 +389,14 @@ var yamlTeams = []string{"true", "no", "on", "null", "123", "1e3", "0x1f"}
 // TestProvisionYAMLLookingTeams runs the provisioning template, with the
 // parameters nsprov's controller passes, for teams and namespaces whose
 // names YAML would read as booleans, numbers or null: the steps run as the
-// provisioner with the chart's RBAC and admission policies (the test's Argo
-// runner substitutes parameters as Argo does and applies each manifest with
-// kubectl), and every object carries the names as strings.
+// provisioner with the chart's RBAC and admission policies on Argo's own
+// workflow-controller and argoexec, and every object carries the names as
+// strings.
 func TestProvisionYAMLLookingTeams(t *testing.T) {
 	ctx := context.Background()
 	installSecured(ctx, t)
-	assets, err := envtest.AssetsDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	runner := argorunner.New(admin, "argo", filepath.Join(assets, "kubectl"), kubeconfigFile(t, provisionerSA))
+	argo := startArgo(ctx, t)
+	defer argo.Stop()
 	nsprov := clientAs(t, nsprovSA)
 	for _, team := range yamlTeams {
 		t.Run(team, func(t *testing.T) {
@@ -422,12 +418,15 @@ func TestProvisionYAMLLookingTeams(t *testing.T) {
 			if err := nsprov.Create(ctx, wf); err != nil {
 				t.Fatalf("nsprov creating the Workflow: %v", err)
 			}
-			if err := runner.RunOnce(ctx, wf); err != nil {
-				t.Fatal(err)
-			}
-			if err := admin.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
-				t.Fatal(err)
-			}
+			envtest.Eventually(t, 3*time.Minute, "the Workflow of team "+team+" ends", func() error {
+				if err := admin.Get(ctx, client.ObjectKeyFromObject(wf), wf); err != nil {
+					return err
+				}
+				if !wf.Status.Fulfilled() {
+					return fmt.Errorf("phase %q, progress %s", wf.Status.Phase, wf.Status.Progress)
+				}
+				return nil
+			})
 			if wf.Status.Phase != wfv1.WorkflowSucceeded {
 				var msgs []string
 				for _, n := range wf.Status.Nodes {
