@@ -12,10 +12,12 @@ import (
 	"github.com/nsprov/nsprov/test/envtest/cluster"
 )
 
-// InstallProvisionerRBAC installs what the chart's
-// templates/provisioning/provisioner-rbac.yaml renders with its default
-// values: the nsprov-provisioner service account in the Argo namespace and
-// exactly the permissions the provisioning steps have in a cluster.
+// InstallProvisionerRBAC installs what the chart renders with its default
+// values for the provisioning: the nsprov-provisioner service account in the
+// Argo namespace with exactly the permissions the provisioning steps have in
+// a cluster (templates/provisioning/provisioner-rbac.yaml), and the
+// ValidatingAdmissionPolicies that confine the provisioner and say who may
+// launch the provisioning template (templates/admission/provisioning-*.yaml).
 func InstallProvisionerRBAC(ctx context.Context, c client.Client) error {
 	objs, err := chartrender.Render(nil, "nsprov-system")
 	if err != nil {
@@ -23,7 +25,7 @@ func InstallProvisionerRBAC(ctx context.Context, c client.Client) error {
 	}
 	n := 0
 	for _, obj := range objs {
-		if !strings.HasPrefix(obj.GetName(), "nsprov-provisioner") {
+		if name := obj.GetName(); !strings.HasPrefix(name, "nsprov-provisioner") && !strings.HasPrefix(name, "nsprov-provisioning-") {
 			continue
 		}
 		if err := c.Create(ctx, obj); err != nil {
