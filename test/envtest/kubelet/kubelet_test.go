@@ -57,11 +57,24 @@ func start(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	state := t.TempDir()
+	// A directory of commands under /tmp, as a checkout there has: it must
+	// stay visible in the containers' private /tmp.
+	tools, err := os.MkdirTemp("/tmp", "nsprov-kubelet-tools-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tools) })
+	if err := os.Chmod(tools, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tools, "nsprov-probe"), []byte("#!/bin/sh\necho probed\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// The Kubelet's logs (refused pods, failed containers' output) go to the
 	// test's output.
 	logger := funcr.New(func(prefix, args string) { t.Log(prefix, args) }, funcr.Options{})
 	k, err := kubelet.Start(logr.NewContext(context.Background(), logger), kubelet.Options{
-		Config: cfg, Namespaces: []string{ns}, Path: []string{assets}, StateDir: state,
+		Config: cfg, Namespaces: []string{ns}, Path: []string{assets, tools}, StateDir: state,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -168,6 +181,18 @@ printf '%s|$(GREETING)' "$(cat /var/run/argo/from-init)" > /dev/termination-log`
 		got := terminated(t, pod.Status.ContainerStatuses, "main")
 		if want := "shared/" + ns + "|hello shared $(NOPE) $$"; got.ExitCode != 0 || got.Message != want {
 			t.Errorf("main: exit %d, message %q, want 0 and %q", got.ExitCode, got.Message, want)
+		}
+	})
+
+	t.Run("commands of Path under /tmp are found in the container's private /tmp", func(t *testing.T) {
+		probe := sh("main", `test "$(nsprov-probe)" = probed`)
+		probe.SecurityContext = &corev1.SecurityContext{RunAsUser: ptr.To[int64](1001)}
+		pod := c.run(t, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "path-in-tmp"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{probe}},
+		})
+		if got := terminated(t, pod.Status.ContainerStatuses, "main"); pod.Status.Phase != corev1.PodSucceeded {
+			t.Fatalf("phase %s, exit %d, message %q: a command of Path under /tmp was not found", pod.Status.Phase, got.ExitCode, got.Message)
 		}
 	})
 

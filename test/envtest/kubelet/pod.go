@@ -372,6 +372,18 @@ func (r *podRun) script(cdir string, c corev1.Container, sc security) string {
 			fmt.Fprintf(&b, "%s -o remount,bind,ro %s\n", m, dst)
 		}
 	}
+	// The directories of Options.Path that lie in /tmp or /run (a checkout
+	// under /tmp, say) stay visible, read-only, at the same place.
+	for _, dir := range r.k.opts.Path {
+		base, rest, ok := privatePath(dir)
+		if !ok {
+			continue
+		}
+		dst := q(filepath.Join(cdir, base, rest))
+		fmt.Fprintf(&b, "mkdir -p %s\n", dst)
+		fmt.Fprintf(&b, "%s --bind %s %s\n", m, q(dir), dst)
+		fmt.Fprintf(&b, "%s -o remount,bind,ro %s\n", m, dst)
+	}
 	fmt.Fprintf(&b, "%s --rbind %s /dev\n", m, q(filepath.Join(cdir, "dev")))
 	fmt.Fprintf(&b, "%s --rbind %s /run\n", m, q(filepath.Join(cdir, "run")))
 	fmt.Fprintf(&b, "%s --rbind %s /tmp\n", m, q(filepath.Join(cdir, "tmp")))
