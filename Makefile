@@ -71,7 +71,7 @@ test: vet envtest-assets argo-assets ## Run everything: go vet, unit tests, Rego
 	@# Each envtest package starts a control plane of its own: one at a time, so
 	@# two never compete for the 2 cores a CI machine has.
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" ARGO_ASSETS="$$(hack/argo.sh "$(ARGO_DIR)")" \
-		$(GO) test -p 1 $(GO_TEST_FLAGS) ./test/envtest/...
+		$(GO) test -p 1 -timeout 30m $(GO_TEST_FLAGS) ./test/envtest/...
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need no control plane (unit and Rego tests).
