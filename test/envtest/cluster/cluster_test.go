@@ -84,8 +84,11 @@ func setup(t *testing.T, requeue time.Duration) (client.Client, *cluster.Cluster
 			installed++
 		}
 	}
-	if installed != 5 {
-		t.Fatalf("the chart rendered %d provisioner RBAC objects, want 5", installed)
+	// The service account, its ClusterRole and binding, the executor's Role
+	// and binding, and the ValidatingAdmissionPolicy nsprov-provisioner with
+	// its binding.
+	if installed != 7 {
+		t.Fatalf("the chart rendered %d provisioner RBAC and admission policy objects, want 7", installed)
 	}
 	tmpl, err := envtest.LoadWorkflowTemplate(root)
 	if err != nil {
