@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/nsprov/nsprov/internal/audit"
-	"github.com/nsprov/nsprov/internal/contract"
 )
 
 func denialResult(t time.Time, uid, user, ns, rule string) reportsv1alpha1.ReportResult {
@@ -71,23 +70,17 @@ func TestDenialTable(t *testing.T) {
 
 func TestViolationTable(t *testing.T) {
 	t0 := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
-	r := func(ns, rule string, at time.Time) reportsv1alpha1.ReportResult {
-		x := denialResult(at, "", "", ns, rule)
-		x.Properties = map[string]string{audit.PropTeam: "payments"}
-		return x
-	}
-	report := &reportsv1alpha1.ClusterReport{
-		ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
-			contract.ReportPolicyRevisionAnnotation: "abc", contract.ReportAuditedNamespacesAnnotation: "7", contract.ReportLastAuditAnnotation: "2025-03-04T06:00:00Z",
-		}},
-		Results: []reportsv1alpha1.ReportResult{
-			r("b-dev", "tier-not-allowed-in-environment", t0),
-			r("a-prod", "network-policy-not-allowed-in-environment", t0.Add(time.Hour)),
-			r("a-prod", "feature-invalid", t0),
+	// Reading the report is internal/audit's (TestNamespaceAuditOf); this
+	// checks the table only.
+	a := &audit.NamespaceAudit{
+		PolicyRevision: "abc", AuditedNamespaces: "7", LastAudit: "2025-03-04T06:00:00Z",
+		Namespaces: []audit.NamespaceViolations{
+			{Namespace: "a-prod", Team: "payments", Since: t0, Rules: []string{"feature-invalid", "network-policy-not-allowed-in-environment"}},
+			{Namespace: "b-dev", Team: "payments", Since: t0, Rules: []string{"tier-not-allowed-in-environment"}},
 		},
 	}
 	var out bytes.Buffer
-	if err := writeViolationTable(&out, audit.NamespaceAuditOf(report)); err != nil {
+	if err := writeViolationTable(&out, a); err != nil {
 		t.Fatal(err)
 	}
 	want := `NAMESPACE  TEAM      SINCE                 RULES
