@@ -133,11 +133,7 @@ func startArgo(ctx context.Context, t *testing.T) *cluster.Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := envtest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	argoAssets, err := cluster.ArgoAssetsDir(root)
+	argoAssets, err := envtest.ArgoAssetsDir()
 	if err != nil {
 		t.Fatal(err)
 	}

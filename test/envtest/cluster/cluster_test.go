@@ -25,7 +25,6 @@ import (
 	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/internal/trigger"
 	"github.com/nsprov/nsprov/test/envtest"
-	"github.com/nsprov/nsprov/test/envtest/chartrender"
 	"github.com/nsprov/nsprov/test/envtest/cluster"
 )
 
@@ -43,11 +42,7 @@ func setup(t *testing.T, requeue time.Duration) (client.Client, *cluster.Cluster
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := envtest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	argoAssets, err := cluster.ArgoAssetsDir(root)
+	argoAssets, err := envtest.ArgoAssetsDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,24 +66,21 @@ func setup(t *testing.T, requeue time.Duration) (client.Client, *cluster.Cluster
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: argoNS}}); err != nil {
 		t.Fatal(err)
 	}
-	objs, err := chartrender.Render(nil, "nsprov-system")
+	// Workflows are created here by the test, not by nsprov's controller: no
+	// launch policy.
+	installed, err := envtest.InstallProvisioner(ctx, c, false)
 	if err != nil {
 		t.Fatal(err)
-	}
-	installed := 0
-	for _, obj := range objs {
-		if strings.HasPrefix(obj.GetName(), "nsprov-provisioner") {
-			if err := c.Create(ctx, obj); err != nil {
-				t.Fatalf("installing %s %s: %v", obj.GetKind(), obj.GetName(), err)
-			}
-			installed++
-		}
 	}
 	// The service account, its ClusterRole and binding, the executor's Role
 	// and binding, and the ValidatingAdmissionPolicy nsprov-provisioner with
 	// its binding.
-	if installed != 7 {
-		t.Fatalf("the chart rendered %d provisioner RBAC and admission policy objects, want 7", installed)
+	if len(installed) != 7 {
+		t.Fatalf("the chart rendered %d provisioner RBAC and admission policy objects, want 7", len(installed))
+	}
+	root, err := envtest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
 	tmpl, err := envtest.LoadWorkflowTemplate(root)
 	if err != nil {

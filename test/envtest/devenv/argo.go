@@ -12,11 +12,7 @@ import (
 // the chart's RBAC, installed by installChart), and kube-controller-manager;
 // their logs go to the log file.
 func (e *Env) startArgo(ctx context.Context, assets string) error {
-	root, err := envtest.RepoRoot()
-	if err != nil {
-		return err
-	}
-	argoAssets, err := cluster.ArgoAssetsDir(root)
+	argoAssets, err := envtest.ArgoAssetsDir()
 	if err != nil {
 		return err
 	}
