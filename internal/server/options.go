@@ -151,17 +151,25 @@ type EndpointOptions struct {
 	MetricsAddr string
 	// ProbeAddr is the address of /healthz and /readyz.
 	ProbeAddr string
+	// Pprof serves Go's profiling endpoints under /debug/pprof/ on the
+	// metrics listener. Off by default: profiles reveal internals and cost
+	// CPU while they are taken.
+	Pprof bool
 }
 
 // AddFlags binds the options to a flag set.
 func (o *EndpointOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.BoolVar(&o.Pprof, "enable-pprof", false, "serve Go's profiling endpoints under /debug/pprof/ on the metrics listener (needs --metrics-bind-address)")
 }
 
 // Validate checks the options.
 func (o *EndpointOptions) Validate() error {
 	var errs []error
+	if o.Pprof && o.MetricsAddr == "0" {
+		errs = append(errs, errors.New("--enable-pprof needs the metrics listener; set --metrics-bind-address"))
+	}
 	for _, a := range []struct{ flag, addr string }{{"--metrics-bind-address", o.MetricsAddr}, {"--health-probe-bind-address", o.ProbeAddr}} {
 		if a.addr == "0" || (a.flag == "--health-probe-bind-address" && a.addr == "") {
 			continue

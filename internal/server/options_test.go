@@ -106,6 +106,7 @@ func TestOptionGroupsValidate(t *testing.T) {
 		{"webhook", &WebhookOptions{}, []string{"--webhook-port", "0", "--cert-mode", "files"}, "--webhook-port 0 is not a port number (1-65535)"},
 		{"certs", &CertOptions{}, []string{"--cert-mode", "acme"}, `--cert-mode "acme" is not supported; use files or self-managed`},
 		{"endpoints", &EndpointOptions{}, []string{"--metrics-bind-address", "8080"}, `--metrics-bind-address "8080" is not host:port`},
+		{"pprof without metrics", &EndpointOptions{}, []string{"--metrics-bind-address", "0", "--enable-pprof"}, "--enable-pprof needs the metrics listener"},
 		{"policy", &PolicyOptions{}, []string{"--decision-cache-size", "-1"}, "--decision-cache-size -1 must not be negative; use 0 to disable the cache"},
 		{"controller", &ControllerOptions{}, []string{"--concurrent-reconciles", "0"}, "--concurrent-reconciles 0 must be at least 1"},
 		{"controller off", &ControllerOptions{}, []string{"--controller=false", "--concurrent-reconciles", "0"}, ""},

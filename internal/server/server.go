@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/pprof"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/go-logr/logr"
@@ -108,7 +110,7 @@ func New(cfg *rest.Config, store *policy.Store, o Options, deps Dependencies) (*
 		Scheme:                  scheme,
 		Logger:                  log,
 		WebhookServer:           server,
-		Metrics:                 metricsserver.Options{BindAddress: o.Endpoints.MetricsAddr},
+		Metrics:                 metricsOptions(o.Endpoints),
 		HealthProbeBindAddress:  o.Endpoints.ProbeAddr,
 		BaseContext:             func() context.Context { return logr.NewContext(context.Background(), log) },
 		LeaderElection:          o.Controller.LeaderElect,
@@ -216,4 +218,20 @@ func addController(mgr manager.Manager, store *policy.Store, o ControllerOptions
 		MaxConcurrentReconciles: o.ConcurrentReconciles,
 	}
 	return r.SetupWithManager(mgr)
+}
+
+// metricsOptions is the metrics listener, with Go's profiling endpoints when
+// they are asked for.
+func metricsOptions(o EndpointOptions) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.Pprof {
+		m.ExtraHandlers = map[string]http.Handler{
+			"/debug/pprof/":        http.HandlerFunc(pprof.Index),
+			"/debug/pprof/cmdline": http.HandlerFunc(pprof.Cmdline),
+			"/debug/pprof/profile": http.HandlerFunc(pprof.Profile),
+			"/debug/pprof/symbol":  http.HandlerFunc(pprof.Symbol),
+			"/debug/pprof/trace":   http.HandlerFunc(pprof.Trace),
+		}
+	}
+	return m
 }
