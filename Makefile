@@ -85,6 +85,12 @@ lint-chart: ## Lint and render the Helm chart with Helm's Go library (no helm bi
 bench: ## Run the admission benchmarks (BENCH selects them).
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem ./internal/...
 
+BENCH_WEBHOOK_FLAGS ?=
+.PHONY: bench-webhook
+bench-webhook: envtest-assets build ## Measure nsprov serve beside an always-allow controller-runtime webhook server (throughput, latency, CPU per request; BENCH_WEBHOOK_FLAGS adds flags).
+	$(GO) build -o $(BIN)/benchwebhook ./hack/benchwebhook
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" $(BIN)/benchwebhook --nsprov $(BIN)/nsprov $(BENCH_WEBHOOK_FLAGS)
+
 ##@ Cleanup
 
 .PHONY: clean
