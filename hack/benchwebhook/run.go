@@ -139,7 +139,9 @@ func run(ctx context.Context, o options) error {
 			results = append(results, &result{path: path, server: s.label, cache: s.cache})
 		}
 	}
-	row := func(path string, i int) *result { return results[slices.IndexFunc(results, func(r *result) bool { return r.path == path })+i] }
+	row := func(path string, i int) *result {
+		return results[slices.IndexFunc(results, func(r *result) bool { return r.path == path })+i]
+	}
 	for round := range o.rounds {
 		for _, path := range []string{validatePath, mutatePath} {
 			// Alternate the servers so that each figure is taken beside
