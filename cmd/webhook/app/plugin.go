@@ -173,7 +173,6 @@ func NewPluginCommand(s streams) *cobra.Command {
 		Long:          pluginLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
 	}
 	root.SetIn(s.in)
 	root.SetOut(s.out)
