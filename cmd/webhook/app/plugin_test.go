@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -218,29 +219,35 @@ func TestRequestFailed(t *testing.T) {
 
 func at(sec int) metav1.Time { return metav1.NewTime(time.Date(2026, 1, 2, 3, 4, sec, 0, time.UTC)) }
 
-// stepsOf keeps the nodes that do work, in the order they started, and
-// names their state as status prints it.
+// stepsOf keeps the nodes that do work, in the order they started, names
+// their state as status prints it, and shows a retried step once, with its
+// latest attempt's message and the number of attempts.
 func TestStepsOf(t *testing.T) {
 	wf := &wfv1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: "nsprov-pay-dev"}}
 	wf.Status.Nodes = wfv1.Nodes{
-		"nsprov-pay-dev":   {Name: "nsprov-pay-dev", DisplayName: "nsprov-pay-dev", Type: wfv1.NodeTypeDAG, Phase: wfv1.NodeFailed, StartedAt: at(0)},
-		"nsprov-pay-dev-1": {DisplayName: "quota", TemplateName: "apply", Type: wfv1.NodeTypePod, Phase: wfv1.NodeSucceeded, StartedAt: at(1), FinishedAt: at(2)},
-		"nsprov-pay-dev-2": {DisplayName: "rbac", Type: wfv1.NodeTypeTaskGroup, Phase: wfv1.NodeFailed, StartedAt: at(1)},
-		"nsprov-pay-dev-3": {DisplayName: "rbac(0:edit)", TemplateName: "apply", Type: wfv1.NodeTypePod, Phase: wfv1.NodeFailed, Message: "forbidden: nope", StartedAt: at(3)},
-		"nsprov-pay-dev-4": {DisplayName: "limits", Type: wfv1.NodeTypePod, Phase: wfv1.NodeRunning, StartedAt: at(2)},
-		"nsprov-pay-dev-5": {DisplayName: "allow-team", Type: wfv1.NodeTypeSkipped, Phase: wfv1.NodeSkipped},
-		"nsprov-pay-dev-6": {DisplayName: "labels", Type: wfv1.NodeTypePod, Phase: wfv1.NodePending},
-		"nsprov-pay-dev-7": {DisplayName: "retry", Type: wfv1.NodeTypeRetry, Phase: wfv1.NodeRunning, StartedAt: at(1)},
+		"nsprov-pay-dev":    {Name: "nsprov-pay-dev", DisplayName: "nsprov-pay-dev", Type: wfv1.NodeTypeDAG, Phase: wfv1.NodeFailed, StartedAt: at(0)},
+		"nsprov-pay-dev-1":  {DisplayName: "quota", TemplateName: "apply", Type: wfv1.NodeTypePod, Phase: wfv1.NodeSucceeded, StartedAt: at(1), FinishedAt: at(2)},
+		"nsprov-pay-dev-2":  {DisplayName: "rbac", Type: wfv1.NodeTypeTaskGroup, Phase: wfv1.NodeFailed, StartedAt: at(1)},
+		"nsprov-pay-dev-3":  {DisplayName: "rbac(0:edit)", TemplateName: "apply", Type: wfv1.NodeTypePod, Phase: wfv1.NodeFailed, Message: "forbidden: nope", StartedAt: at(3)},
+		"nsprov-pay-dev-4":  {DisplayName: "limits", Type: wfv1.NodeTypePod, Phase: wfv1.NodeRunning, StartedAt: at(2)},
+		"nsprov-pay-dev-5":  {DisplayName: "allow-team", Type: wfv1.NodeTypeSkipped, Phase: wfv1.NodeSkipped},
+		"nsprov-pay-dev-6":  {DisplayName: "labels", Type: wfv1.NodeTypePod, Phase: wfv1.NodePending},
+		"nsprov-pay-dev-7":  {DisplayName: "dns", Type: wfv1.NodeTypeRetry, Phase: wfv1.NodeRunning, StartedAt: at(4), Children: []string{"nsprov-pay-dev-70", "nsprov-pay-dev-71"}},
+		"nsprov-pay-dev-70": {DisplayName: "dns(0)", TemplateName: "apply", Type: wfv1.NodeTypePod, Phase: wfv1.NodeFailed, Message: "first", StartedAt: at(4)},
+		"nsprov-pay-dev-71": {DisplayName: "dns(1)", TemplateName: "apply", Type: wfv1.NodeTypePod, Phase: wfv1.NodeFailed, Message: "blocked", StartedAt: at(5)},
+		"nsprov-pay-dev-8":  {DisplayName: "egress", Type: wfv1.NodeTypeRetry, Phase: wfv1.NodeSucceeded, StartedAt: at(6), Children: []string{"nsprov-pay-dev-80"}},
+		"nsprov-pay-dev-80": {DisplayName: "egress(0)", TemplateName: "apply", Type: wfv1.NodeTypePod, Phase: wfv1.NodeSucceeded, StartedAt: at(6)},
 	}
 	var got []string
 	for _, s := range stepsOf(wf) {
-		got = append(got, s.Name+"="+s.State+":"+s.Message)
+		got = append(got, fmt.Sprintf("%s=%s:%s:%d:%s", s.Name, s.State, s.Message, s.Attempts, s.Template))
 	}
-	want := []string{"quota=done:", "limits=running:", "rbac(0:edit)=failed:forbidden: nope", "allow-team=skipped:", "labels=pending:"}
+	want := []string{"quota=done::0:apply", "limits=running::0:", "rbac(0:edit)=failed:forbidden: nope:0:apply", "dns=running:blocked:2:apply",
+		"egress=done::1:apply", "allow-team=skipped::0:", "labels=pending::0:"}
 	if !slices.Equal(got, want) {
-		t.Errorf("steps %v, want %v", got, want)
+		t.Errorf("steps\n%v\nwant\n%v", got, want)
 	}
-	if c := stepCounts(stepsOf(wf)); c != "2/5 done, 1 running, 1 pending, 1 failed" {
+	if c := stepCounts(stepsOf(wf)); c != "3/7 done, 2 running, 1 pending, 1 failed" {
 		t.Errorf("stepCounts = %q", c)
 	}
 }
@@ -281,7 +288,7 @@ func TestWriteChanges(t *testing.T) {
 	running := &namespaceStatus{Condition: &conditionStatus{Status: "Unknown", Reason: "Running", Message: "Workflow w is running (1/2)"},
 		Workflow: &workflowStatus{Namespace: "argo", Name: "w", Steps: []stepStatus{{Name: "quota", State: "done"}, {Name: "limits", State: "running"}}}}
 	failed := &namespaceStatus{Condition: &conditionStatus{Status: "False", Reason: "Failed", Message: "Workflow w failed"},
-		Workflow: &workflowStatus{Namespace: "argo", Name: "w", Steps: []stepStatus{{Name: "quota", State: "done"}, {Name: "limits", State: "failed", Message: "denied"}}}}
+		Workflow: &workflowStatus{Namespace: "argo", Name: "w", Steps: []stepStatus{{Name: "quota", State: "done"}, {Name: "limits", State: "failed", Message: "denied:\n  quota blocked\n", Attempts: 2}}}}
 	tests := []struct {
 		name      string
 		prev, cur *namespaceStatus
@@ -290,7 +297,7 @@ func TestWriteChanges(t *testing.T) {
 		{"first", nil, pending, "15:04:05  Provisioned: Unknown (Pending): Workflow w is pending\n15:04:05  Workflow argo/w\n"},
 		{"no change", pending, pending, ""},
 		{"steps", pending, running, "15:04:05  Provisioned: Unknown (Running): Workflow w is running (1/2)\n15:04:05  step quota: done\n15:04:05  step limits: running\n"},
-		{"failure", running, failed, "15:04:05  Provisioned: False (Failed): Workflow w failed\n15:04:05  step limits: failed: denied\n"},
+		{"failure", running, failed, "15:04:05  Provisioned: False (Failed): Workflow w failed\n15:04:05  step limits: failed (attempt 2): denied: quota blocked\n"},
 		{"no condition yet", nil, &namespaceStatus{}, "15:04:05  Provisioned: not reported yet (nsprov's controller has not reported on the namespace)\n"},
 	}
 	for _, tt := range tests {

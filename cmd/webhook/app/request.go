@@ -266,7 +266,7 @@ func requestFailed(w io.Writer, name string, dryRun bool, err error) error {
 	}
 	fmt.Fprintf(w, "namespace/%s denied by nsprov's policy (%d rule(s) broken):\n", name, len(d.Violations))
 	for _, v := range d.Violations {
-		fmt.Fprintf(w, "  - %s: %s\n", v.Rule, v.Message)
+		fmt.Fprintf(w, "  - %s: %s\n", v.Rule, oneLine(v.Message))
 	}
 	if dryRun {
 		fmt.Fprintln(w, "Fix the request and run it again (a dry run is not recorded).")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -150,10 +151,12 @@ type workflowStatus struct {
 // stepStatus is one step of a Workflow: State is done, running, pending,
 // failed, skipped or omitted.
 type stepStatus struct {
-	Name       string       `json:"name"`
-	Template   string       `json:"template,omitempty"`
-	State      string       `json:"state"`
-	Message    string       `json:"message,omitempty"`
+	Name     string `json:"name"`
+	Template string `json:"template,omitempty"`
+	State    string `json:"state"`
+	Message  string `json:"message,omitempty"`
+	// Attempts is how many times a step with a retry strategy ran.
+	Attempts   int          `json:"attempts,omitempty"`
 	StartedAt  *metav1.Time `json:"startedAt,omitempty"`
 	FinishedAt *metav1.Time `json:"finishedAt,omitempty"`
 }
@@ -278,15 +281,25 @@ func readWorkflow(ctx context.Context, c client.Client, ns *corev1.Namespace) *w
 
 // stepsOf returns the steps of a Workflow: its nodes that do work (pods,
 // skipped or suspended steps), not the groups that hold them, in the order
-// they started.
+// they started. A step with a retry strategy is its Retry node, named as
+// the Workflow names the step, with the message of its latest attempt and
+// the number of attempts; the attempts are not steps of their own.
 func stepsOf(wf *wfv1.Workflow) []stepStatus {
+	attempts := map[string]bool{}
+	for _, n := range wf.Status.Nodes {
+		if n.Type == wfv1.NodeTypeRetry {
+			for _, child := range n.Children {
+				attempts[child] = true
+			}
+		}
+	}
 	var steps []stepStatus
 	for id, n := range wf.Status.Nodes {
 		switch n.Type {
-		case wfv1.NodeTypeDAG, wfv1.NodeTypeSteps, wfv1.NodeTypeStepGroup, wfv1.NodeTypeTaskGroup, wfv1.NodeTypeRetry:
+		case wfv1.NodeTypeDAG, wfv1.NodeTypeSteps, wfv1.NodeTypeStepGroup, wfv1.NodeTypeTaskGroup:
 			continue
 		}
-		if id == wf.Name {
+		if id == wf.Name || attempts[id] {
 			continue
 		}
 		name := n.DisplayName
@@ -294,6 +307,19 @@ func stepsOf(wf *wfv1.Workflow) []stepStatus {
 			name = n.Name
 		}
 		st := stepStatus{Name: name, Template: n.TemplateName, State: stepState(n.Phase), Message: n.Message}
+		if n.Type == wfv1.NodeTypeRetry {
+			st.Attempts = len(n.Children)
+			if len(n.Children) > 0 {
+				if last, ok := wf.Status.Nodes[n.Children[len(n.Children)-1]]; ok {
+					if st.Template == "" {
+						st.Template = last.TemplateName
+					}
+					if last.Message != "" {
+						st.Message = last.Message
+					}
+				}
+			}
+		}
 		if !n.StartedAt.IsZero() {
 			t := n.StartedAt
 			st.StartedAt = &t
@@ -348,10 +374,14 @@ func conditionLine(c *conditionStatus) string {
 		line += " (" + c.Reason + ")"
 	}
 	if c.Message != "" {
-		line += ": " + c.Message
+		line += ": " + oneLine(c.Message)
 	}
 	return line
 }
+
+// oneLine joins a message's lines and collapses its runs of spaces, for a
+// line of text or a table cell.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // stepCounts summarises steps: "5/7 done, 1 failed".
 func stepCounts(steps []stepStatus) string {
@@ -384,7 +414,7 @@ func writeStatus(w io.Writer, st *namespaceStatus) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(tw, "%s:\t%s\n", k, st.Annotations[k])
+		fmt.Fprintf(tw, "%s:\t%s\n", k, oneLine(st.Annotations[k]))
 	}
 	since := ""
 	if c := st.Condition; c != nil && c.LastTransitionTime != nil {
@@ -406,13 +436,16 @@ func writeStatus(w io.Writer, st *namespaceStatus) error {
 	}
 	fmt.Fprintln(w, "Steps:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  STEP\tSTATE\tSTARTED\tMESSAGE")
+	fmt.Fprintln(tw, "  STEP\tSTATE\tSTARTED\tATTEMPTS\tMESSAGE")
 	for _, s := range steps {
-		started := "-"
+		started, attempts := "-", "-"
 		if s.StartedAt != nil {
 			started = s.StartedAt.UTC().Format(time.TimeOnly)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Name, s.State, started, s.Message)
+		if s.Attempts > 0 {
+			attempts = strconv.Itoa(s.Attempts)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, s.State, started, attempts, oneLine(s.Message))
 	}
 	return tw.Flush()
 }
@@ -430,7 +463,7 @@ func workflowLine(ws *workflowStatus) string {
 		line += " (" + ws.Progress + ")"
 	}
 	if ws.Message != "" {
-		line += ": " + ws.Message
+		line += ": " + oneLine(ws.Message)
 	}
 	return line
 }
@@ -500,7 +533,7 @@ func listStatus(ctx context.Context, c client.Client, o *StatusOptions, s stream
 			steps = stepCounts(st.Workflow.Steps)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", st.Name, orDash(st.Team), orDash(st.Environment), orDash(st.Tier),
-			status, reason, steps, message)
+			status, reason, steps, oneLine(message))
 	}
 	return tw.Flush()
 }
@@ -601,12 +634,15 @@ func writeChanges(w io.Writer, prev, cur *namespaceStatus, now time.Time) {
 		}
 	}
 	for _, s := range ws.Steps {
-		if b, ok := before[s.Name]; ok && b.State == s.State && b.Message == s.Message {
+		if b, ok := before[s.Name]; ok && b.State == s.State && b.Message == s.Message && b.Attempts == s.Attempts {
 			continue
 		}
 		line := fmt.Sprintf("%s  step %s: %s", at, s.Name, s.State)
+		if s.Attempts > 1 {
+			line += fmt.Sprintf(" (attempt %d)", s.Attempts)
+		}
 		if s.Message != "" {
-			line += ": " + s.Message
+			line += ": " + oneLine(s.Message)
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -251,7 +250,7 @@ func writeWhy(w io.Writer, res *whyResult) error {
 func writeViolations(w io.Writer, indent string, vs []ruleViolation) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s- %s:\t%s\n", indent, v.Rule, strings.TrimSpace(v.Message))
+		fmt.Fprintf(tw, "%s- %s:\t%s\n", indent, v.Rule, oneLine(v.Message))
 	}
 	_ = tw.Flush()
 }

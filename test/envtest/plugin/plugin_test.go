@@ -126,7 +126,7 @@ func TestRequestDeniedShowsRuleAndFix(t *testing.T) {
 	}{
 		{
 			name: "name without the environment's suffix", who: "alice", ns: "plug-live", team: "payments", environment: "production",
-			want: []string{"namespace/plug-live denied by nsprov's policy", "name-environment-suffix:", `must end with "-prod", for example plug-prod`},
+			want: []string{"namespace/plug-live denied by nsprov's policy", "name-environment-suffix:", `must end with "-prod", for example plug-live-prod`},
 		},
 		{
 			name: "another team's namespace", who: "bob", ns: "plug-steal-dev", team: "payments", environment: "development",
@@ -402,7 +402,7 @@ func TestWhyShowsRecordedDenial(t *testing.T) {
 		"Denied requests for " + name,
 		"CREATE by alice",
 		"- name-environment-suffix:",
-		`must end with "-prod", for example plug-why-prod`,
+		`must end with "-prod", for example plug-why-live-prod`,
 	} {
 		if !strings.Contains(r.out, want) {
 			t.Errorf("why does not show %q:\n%s", want, r)
