@@ -216,6 +216,7 @@ func TestStatusOfProvisionedNamespace(t *testing.T) {
 	if w.code != app.ExitOK {
 		t.Fatalf("status --watch: %s", w)
 	}
+	t.Logf("status --watch printed:\n%s", w.out)
 	for _, want := range []string{
 		`(?m)^\d\d:\d\d:\d\d  Provisioned: True \(Succeeded\): Workflow `, // the last change line
 		`(?m)^\d\d:\d\d:\d\d  Workflow ` + envtest.ArgoNamespace + `/\S+$`,
@@ -359,6 +360,7 @@ func TestStatusShowsFailedStep(t *testing.T) {
 	if w.code != app.ExitDenied || !strings.Contains(w.err, "namespace "+name+" is not provisioned: False (Failed)") {
 		t.Fatalf("status --watch of a failing namespace: %s", w)
 	}
+	t.Logf("status --watch of a failing namespace printed:\n%s", w)
 	if line := GrepLine(w.out, "step quota: failed"); !strings.Contains(line, "quotas are blocked here by the test") {
 		t.Errorf("status --watch does not show the failed step with its message:\n%s", w)
 	}
@@ -397,6 +399,7 @@ func TestWhyShowsRecordedDenial(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("why printed:\n%s", r.out)
 	for _, want := range []string{
 		"Namespace " + name + " does not exist.",
 		"Denied requests for " + name,
