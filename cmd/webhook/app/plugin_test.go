@@ -282,7 +282,7 @@ func TestFinished(t *testing.T) {
 // --watch prints a line per change: the condition, a new Workflow, a step
 // that started, finished or failed; nothing when nothing changed.
 func TestWriteChanges(t *testing.T) {
-	now := time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)
+	elapsed := 5*time.Second + 300*time.Millisecond
 	pending := &namespaceStatus{Condition: &conditionStatus{Status: "Unknown", Reason: "Pending", Message: "Workflow w is pending"},
 		Workflow: &workflowStatus{Namespace: "argo", Name: "w"}}
 	running := &namespaceStatus{Condition: &conditionStatus{Status: "Unknown", Reason: "Running", Message: "Workflow w is running (1/2)"},
@@ -294,15 +294,15 @@ func TestWriteChanges(t *testing.T) {
 		prev, cur *namespaceStatus
 		want      string
 	}{
-		{"first", nil, pending, "15:04:05  Provisioned: Unknown (Pending): Workflow w is pending\n15:04:05  Workflow argo/w\n"},
+		{"first", nil, pending, "   5s  Provisioned: Unknown (Pending): Workflow w is pending\n   5s  Workflow argo/w\n"},
 		{"no change", pending, pending, ""},
-		{"steps", pending, running, "15:04:05  Provisioned: Unknown (Running): Workflow w is running (1/2)\n15:04:05  step quota: done\n15:04:05  step limits: running\n"},
-		{"failure", running, failed, "15:04:05  Provisioned: False (Failed): Workflow w failed\n15:04:05  step limits: failed (attempt 2): denied: quota blocked\n"},
-		{"no condition yet", nil, &namespaceStatus{}, "15:04:05  Provisioned: not reported yet (nsprov's controller has not reported on the namespace)\n"},
+		{"steps", pending, running, "   5s  Provisioned: Unknown (Running): Workflow w is running (1/2)\n   5s  step quota: done\n   5s  step limits: running\n"},
+		{"failure", running, failed, "   5s  Provisioned: False (Failed): Workflow w failed\n   5s  step limits: failed (attempt 2): denied: quota blocked\n"},
+		{"no condition yet", nil, &namespaceStatus{}, "   5s  Provisioned: not reported yet (nsprov's controller has not reported on the namespace)\n"},
 	}
 	for _, tt := range tests {
 		var b bytes.Buffer
-		writeChanges(&b, tt.prev, tt.cur, now)
+		writeChanges(&b, tt.prev, tt.cur, elapsed)
 		if b.String() != tt.want {
 			t.Errorf("%s:\n%s\nwant:\n%s", tt.name, b.String(), tt.want)
 		}
@@ -323,7 +323,7 @@ func TestWriteStatusShowsAnyReasonAndAnnotation(t *testing.T) {
 		}}},
 	}
 	var b bytes.Buffer
-	if err := writeStatus(&b, statusOf(ns)); err != nil {
+	if err := writeStatus(&b, statusOf(ns), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for _, w := range []string{"Unknown (Queued): waiting: 12 namespaces ahead", "nsprov.io/cancel:", "Workflow:", "none yet"} {
@@ -374,7 +374,7 @@ func TestKrewManifest(t *testing.T) {
 			Description      string
 			Homepage         string
 			Platforms        []struct {
-				Selector struct{ MatchLabels map[string]string } `json:"selector"`
+				Selector         struct{ MatchLabels map[string]string } `json:"selector"`
 				URI, Sha256, Bin string
 			}
 		}
@@ -390,6 +390,25 @@ func TestKrewManifest(t *testing.T) {
 		os, arch := pl.Selector.MatchLabels["os"], pl.Selector.MatchLabels["arch"]
 		if pl.Bin != "nsprov" || !strings.HasSuffix(pl.URI, "/v1.2.3/nsprov_v1.2.3_"+os+"_"+arch+".tar.gz") || len(pl.Sha256) != 64 {
 			t.Errorf("platform %s/%s: %+v", os, arch, pl)
+		}
+	}
+}
+
+func TestStepDuration(t *testing.T) {
+	now := at(50).Time
+	s1, f1, s2 := at(1), at(6), at(40)
+	tests := []struct {
+		step stepStatus
+		want string
+	}{
+		{stepStatus{}, "-"},
+		{stepStatus{StartedAt: &s1, FinishedAt: &f1}, "5s"},
+		{stepStatus{StartedAt: &s2}, "10s"},
+		{stepStatus{StartedAt: &f1, FinishedAt: &s1}, "0s"},
+	}
+	for _, tt := range tests {
+		if got := stepDuration(tt.step, now); got != tt.want {
+			t.Errorf("stepDuration(%+v) = %q, want %q", tt.step, got, tt.want)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nsprov/nsprov/internal/contract"
@@ -36,6 +37,9 @@ type StatusOptions struct {
 	// Watch follows Name's provisioning until its condition is True or
 	// False.
 	Watch bool
+	// Progress prints a line per change while watching; without it, --watch
+	// prints only the final status.
+	Progress bool
 	// Timeout bounds --watch; 0 waits until the end.
 	Timeout time.Duration
 	// Interval is how often --watch reads the namespace and its Workflow.
@@ -49,6 +53,7 @@ func (o *StatusOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVarP(&o.All, "all", "A", false, "list every requested namespace you can read, not only those you requested")
 	fs.StringVar(&o.Team, "team", "", "list only the namespaces of this team (nsprov.io/team)")
 	fs.BoolVarP(&o.Watch, "watch", "w", false, "follow NAME's provisioning, a line per change, until its Provisioned condition is True (exit 0) or False (exit 1)")
+	fs.BoolVar(&o.Progress, "progress", true, "with --watch, print a line per change, after the time since the watch began; --progress=false prints only the final status")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "with --watch, give up after this long (exit 1); 0 waits until the end")
 	fs.DurationVar(&o.Interval, "interval", time.Second, "with --watch, how often to read the namespace and its Workflow")
 	addOutputFlag(fs, &o.Output)
@@ -188,7 +193,7 @@ func runStatus(ctx context.Context, c client.Client, o *StatusOptions, s streams
 	if o.Output != outputText {
 		return printStructured(s.out, o.Output, st)
 	}
-	return writeStatus(s.out, st)
+	return writeStatus(s.out, st, time.Now())
 }
 
 // readStatus reads the namespace name and its Workflow.
@@ -401,8 +406,26 @@ func stepCounts(steps []stepStatus) string {
 	return out
 }
 
-// writeStatus prints one namespace's status for people.
-func writeStatus(w io.Writer, st *namespaceStatus) error {
+// stepDuration is how long a step ran, or has been running at now, as
+// kubectl prints ages ("5s", "2m3s"); "-" before it starts.
+func stepDuration(s stepStatus, now time.Time) string {
+	if s.StartedAt == nil {
+		return "-"
+	}
+	end := now
+	if s.FinishedAt != nil {
+		end = s.FinishedAt.Time
+	}
+	d := end.Sub(s.StartedAt.Time)
+	if d < 0 {
+		d = 0
+	}
+	return duration.HumanDuration(d)
+}
+
+// writeStatus prints one namespace's status for people; now is the time
+// the durations of running steps are measured to.
+func writeStatus(w io.Writer, st *namespaceStatus, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Namespace:\t%s (%s)\n", st.Name, orDash(st.Phase))
 	fmt.Fprintf(tw, "Request:\tteam %s, environment %s, tier %s, network policy %s, features %s\n",
@@ -436,16 +459,13 @@ func writeStatus(w io.Writer, st *namespaceStatus) error {
 	}
 	fmt.Fprintln(w, "Steps:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  STEP\tSTATE\tSTARTED\tATTEMPTS\tMESSAGE")
+	fmt.Fprintln(tw, "  STEP\tSTATE\tDURATION\tATTEMPTS\tMESSAGE")
 	for _, s := range steps {
-		started, attempts := "-", "-"
-		if s.StartedAt != nil {
-			started = s.StartedAt.UTC().Format(time.TimeOnly)
-		}
+		attempts := "-"
 		if s.Attempts > 0 {
 			attempts = strconv.Itoa(s.Attempts)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, s.State, started, attempts, oneLine(s.Message))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, s.State, stepDuration(s, now), attempts, oneLine(s.Message))
 	}
 	return tw.Flush()
 }
@@ -547,6 +567,7 @@ func watchStatus(ctx context.Context, c client.Client, o *StatusOptions, s strea
 		defer cancel()
 	}
 	var prev *namespaceStatus
+	start := time.Now()
 	tick := time.NewTicker(o.Interval)
 	defer tick.Stop()
 	for {
@@ -555,8 +576,8 @@ func watchStatus(ctx context.Context, c client.Client, o *StatusOptions, s strea
 			return err
 		}
 		if err == nil {
-			if o.Output == outputText {
-				writeChanges(s.out, prev, st, time.Now())
+			if o.Output == outputText && o.Progress {
+				writeChanges(s.out, prev, st, time.Since(start))
 			}
 			prev = st
 			if done, err := finished(st); done {
@@ -566,7 +587,7 @@ func watchStatus(ctx context.Context, c client.Client, o *StatusOptions, s strea
 					}
 				} else {
 					fmt.Fprintln(s.out)
-					if werr := writeStatus(s.out, st); werr != nil {
+					if werr := writeStatus(s.out, st, time.Now()); werr != nil {
 						return werr
 					}
 				}
@@ -606,9 +627,10 @@ func finished(st *namespaceStatus) (bool, error) {
 	return false, nil
 }
 
-// writeChanges prints what changed from prev to cur, a line each.
-func writeChanges(w io.Writer, prev, cur *namespaceStatus, now time.Time) {
-	at := now.Format(time.TimeOnly)
+// writeChanges prints what changed from prev to cur, a line each, after
+// the time since the watch began.
+func writeChanges(w io.Writer, prev, cur *namespaceStatus, elapsed time.Duration) {
+	at := fmt.Sprintf("%5s", duration.HumanDuration(elapsed.Truncate(time.Second)))
 	if prev == nil || !sameCondition(prev.Condition, cur.Condition) {
 		fmt.Fprintf(w, "%s  Provisioned: %s\n", at, conditionLine(cur.Condition))
 	}

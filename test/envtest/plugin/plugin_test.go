@@ -218,8 +218,8 @@ func TestStatusOfProvisionedNamespace(t *testing.T) {
 	}
 	t.Logf("status --watch printed:\n%s", w.out)
 	for _, want := range []string{
-		`(?m)^\d\d:\d\d:\d\d  Provisioned: True \(Succeeded\): Workflow `, // the last change line
-		`(?m)^\d\d:\d\d:\d\d  Workflow ` + envtest.ArgoNamespace + `/\S+$`,
+		`(?m)^ *\d+[smhd]\S*  Provisioned: True \(Succeeded\): Workflow `, // the last change line
+		`(?m)^ *\d+[smhd]\S*  Workflow ` + envtest.ArgoNamespace + `/\S+$`,
 		`step quota: done`, `step limits: done`,
 		`(?m)^Namespace: +` + name + ` \(Active\)$`,
 		`(?m)^Requested by: +alice$`,
@@ -230,6 +230,11 @@ func TestStatusOfProvisionedNamespace(t *testing.T) {
 		if !regexp.MustCompile(want).MatchString(w.out) {
 			t.Errorf("status --watch does not show %s:\n%s", want, w)
 		}
+	}
+
+	// Without progress lines, --watch prints only the final status.
+	if q := a.run(t, "status", name, "--watch", "--progress=false"); q.code != app.ExitOK || !strings.HasPrefix(q.out, "Namespace:") {
+		t.Errorf("status --watch --progress=false: %s", q)
 	}
 
 	r := a.run(t, "status", name, "-o", "json")
