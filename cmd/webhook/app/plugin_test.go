@@ -412,3 +412,24 @@ func TestStepDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestTransient(t *testing.T) {
+	gr := schema.GroupResource{Resource: "namespaces"}
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{apierrors.NewServerTimeout(gr, "get", 1), true},
+		{apierrors.NewTooManyRequests("slow down", 1), true},
+		{apierrors.NewServiceUnavailable("restarting"), true},
+		{context.DeadlineExceeded, true},
+		{apierrors.NewNotFound(gr, "x"), false},
+		{apierrors.NewForbidden(gr, "x", errors.New("no")), false},
+		{errors.New("namespace x is not an nsprov request"), false},
+	}
+	for _, tt := range tests {
+		if got := transient(tt.err); got != tt.want {
+			t.Errorf("transient(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nsprov/nsprov/internal/contract"
@@ -572,7 +573,7 @@ func watchStatus(ctx context.Context, c client.Client, o *StatusOptions, s strea
 	defer tick.Stop()
 	for {
 		st, err := readStatus(ctx, c, o.Name)
-		if err != nil && ctx.Err() == nil {
+		if err != nil && ctx.Err() == nil && !transient(err) {
 			return err
 		}
 		if err == nil {
@@ -586,7 +587,9 @@ func watchStatus(ctx context.Context, c client.Client, o *StatusOptions, s strea
 						return perr
 					}
 				} else {
-					fmt.Fprintln(s.out)
+					if o.Progress {
+						fmt.Fprintln(s.out)
+					}
 					if werr := writeStatus(s.out, st, time.Now()); werr != nil {
 						return werr
 					}
@@ -607,6 +610,14 @@ func watchStatus(ctx context.Context, c client.Client, o *StatusOptions, s strea
 		case <-tick.C:
 		}
 	}
+}
+
+// transient tells whether a failed read is worth trying again while
+// watching: the API server is busy, unreachable for a moment, or slow.
+func transient(err error) bool {
+	return apierrors.IsTimeout(err) || apierrors.IsServerTimeout(err) || apierrors.IsTooManyRequests(err) ||
+		apierrors.IsServiceUnavailable(err) || apierrors.IsInternalError(err) ||
+		utilnet.IsConnectionRefused(err) || utilnet.IsConnectionReset(err) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // finished tells whether a watch ends at st: the condition is True (nil
