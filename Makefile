@@ -52,8 +52,9 @@ dev: envtest-assets argo-assets build ## Run nsprov locally: kube-apiserver, etc
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/nsprov from cmd/webhook.
+build: ## Build bin/nsprov from cmd/webhook, and bin/kubectl-nsprov (a link: the kubectl plugin).
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/nsprov/nsprov/cmd/webhook/app.Version=$(VERSION)" -o $(BIN)/nsprov ./cmd/webhook
+	ln -sf nsprov $(BIN)/kubectl-nsprov
 
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver, etcd, kube-controller-manager and kubectl into bin/k8s (skipped when present).

@@ -1,5 +1,6 @@
 // Command nsprov is the nsprov binary: the admission webhooks and controller
-// (`nsprov serve`) and the policy tools (`nsprov policy eval`, `nsprov policy test`).
+// (`nsprov serve`), the policy tools (`nsprov policy eval`, `nsprov policy test`)
+// and, invoked as kubectl-nsprov, the kubectl plugin for requesters.
 package main
 
 import (
@@ -9,5 +10,6 @@ import (
 )
 
 func main() {
-	os.Exit(app.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	// Installed as kubectl-nsprov, the binary is the kubectl plugin.
+	os.Exit(app.MainAs(os.Args[0], os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -35,11 +35,15 @@ func readPage(t *testing.T, page string) string {
 // seeAlso links each command's section of the CLI reference to the page that
 // explains it (relative to docs/).
 var seeAlso = map[string]string{
-	"nsprov serve":       "install.md#running-nsprov-serve",
-	"nsprov audit":       "auditing.md#auditing-denied-requests",
-	"nsprov policy":      "policies.md#trying-a-policy-offline-nsprov-policy",
-	"nsprov policy eval": "policies.md#trying-a-policy-offline-nsprov-policy",
-	"nsprov policy test": "policies.md#trying-a-policy-offline-nsprov-policy",
+	"nsprov serve":          "install.md#running-nsprov-serve",
+	"nsprov audit":          "auditing.md#auditing-denied-requests",
+	"nsprov policy":         "policies.md#trying-a-policy-offline-nsprov-policy",
+	"nsprov policy eval":    "policies.md#trying-a-policy-offline-nsprov-policy",
+	"nsprov policy test":    "policies.md#trying-a-policy-offline-nsprov-policy",
+	"nsprov plugin":         "plugin.md",
+	"nsprov plugin request": "plugin.md#requesting-a-namespace",
+	"nsprov plugin status":  "plugin.md#following-provisioning",
+	"nsprov plugin why":     "plugin.md#why-was-it-denied",
 }
 
 // TestCLIReferenceIsCurrent fails when docs/cli.md is not what the command

@@ -14,7 +14,7 @@ import (
 // Exit codes.
 const (
 	ExitOK       = 0
-	ExitDenied   = 1 // policy eval: the request is denied; policy test: a test failed
+	ExitDenied   = 1 // policy eval, plugin request: the request is denied; policy test: a test failed; plugin status --watch: provisioning failed
 	ExitBadUsage = 2 // bad input, bad flags or a broken policy
 )
 
@@ -53,26 +53,49 @@ func NewCommand(s streams) *cobra.Command {
 	root.SetIn(s.in)
 	root.SetOut(s.out)
 	root.SetErr(s.err)
-	root.AddCommand(newServeCommand(s), newPolicyCommand(s), newAuditCommand(s), newVersionCommand(s))
+	root.AddCommand(newServeCommand(s), newPolicyCommand(s), newAuditCommand(s), newPluginCommand(s), newVersionCommand(s))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	return root
 }
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string, in io.Reader, out, errOut io.Writer) int {
+	return MainAs("nsprov", args, in, out, errOut)
+}
+
+// MainAs runs the command line of the program invoked as argv0 and returns
+// the process exit code: invoked as kubectl-nsprov, the binary is the kubectl
+// plugin (NewPluginCommand), else nsprov (NewCommand).
+func MainAs(argv0 string, args []string, in io.Reader, out, errOut io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return run(ctx, args, streams{in: in, out: out, err: errOut})
+	return RunAs(ctx, argv0, args, in, out, errOut)
 }
 
 // Run runs the command line with a context of the caller's, for tests and
 // tools that embed nsprov, and returns the exit code.
 func Run(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) int {
-	return run(ctx, args, streams{in: in, out: out, err: errOut})
+	return RunAs(ctx, "nsprov", args, in, out, errOut)
 }
 
+// RunAs runs the command line like Run, as the program argv0 (see MainAs).
+func RunAs(ctx context.Context, argv0 string, args []string, in io.Reader, out, errOut io.Writer) int {
+	s := streams{in: in, out: out, err: errOut}
+	cmd, prefix := NewCommand(s), "nsprov"
+	if isPlugin(argv0) {
+		cmd, prefix = NewPluginCommand(s), "kubectl nsprov"
+	}
+	return execute(ctx, cmd, prefix, args, s)
+}
+
+// run runs nsprov's command line.
 func run(ctx context.Context, args []string, s streams) int {
-	cmd := NewCommand(s)
+	return execute(ctx, NewCommand(s), "nsprov", args, s)
+}
+
+// execute runs cmd with args and returns the exit code; errors are printed
+// after prefix.
+func execute(ctx context.Context, cmd *cobra.Command, prefix string, args []string, s streams) int {
 	cmd.SetArgs(args)
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
@@ -81,10 +104,10 @@ func run(ctx context.Context, args []string, s streams) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintf(s.err, "nsprov: %v\n", ee.err)
+			fmt.Fprintf(s.err, "%s: %v\n", prefix, ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintf(s.err, "nsprov: %v\n", err)
+	fmt.Fprintf(s.err, "%s: %v\n", prefix, err)
 	return ExitBadUsage
 }
