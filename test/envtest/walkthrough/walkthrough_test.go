@@ -184,7 +184,8 @@ func run(ctx context.Context, t *testing.T, dir string, environ []string, comman
 	return strings.Split(text, "\n"), err != nil
 }
 
-// buildNsprov builds the nsprov binary the walkthrough calls.
+// buildNsprov builds the nsprov binary the walkthrough calls, and links it
+// as kubectl-nsprov.
 func buildNsprov(t *testing.T, root string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "nsprov")
@@ -192,6 +193,10 @@ func buildNsprov(t *testing.T, root string) string {
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building nsprov: %v\n%s", err, out)
+	}
+	// As make build does: the same binary is kubectl's plugin under this name.
+	if err := os.Symlink("nsprov", filepath.Join(filepath.Dir(bin), "kubectl-nsprov")); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
