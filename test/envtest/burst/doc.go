@@ -23,9 +23,10 @@
 // minute), so Argo's controller is configured with `parallelism` 10, as a
 // cluster operator would bound it: Argo runs ten Workflows at a time and
 // keeps the others Pending (it writes that on each, which the controller sees,
-// as in a cluster). The test waits until the first ten namespaces are
-// Provisioned=True through Argo's controller and argoexec, with their quota
-// applied; the rest are measured up to their Workflow's creation. Nothing is
+// as in a cluster). The test waits until ten namespaces are Provisioned=True
+// through Argo's controller and argoexec, with their quota applied (a step
+// that fails, as argoexec's kubectl can on an overloaded machine, is shown);
+// the rest are measured up to their Workflow's creation. Nothing is
 // faked: the Pending Workflows are exactly what a cluster with a busy Argo
 // holds.
 //
