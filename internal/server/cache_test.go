@@ -1,7 +1,11 @@
 package server
 
 import (
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"reflect"
+	"runtime"
 	"testing"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
@@ -9,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/nsprov/nsprov/internal/contract"
 )
@@ -226,4 +231,61 @@ func sameSet(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// BenchmarkCacheHeap measures the heap that 1,000 cached objects take, decoded
+// as an informer decodes them, whole and as the manager caches them. The
+// objects are a requested Namespace and the Workflow that provisioned it, as
+// nsprov and Argo's own controller wrote them in the burst measurement
+// (test/envtest/burst, NSPROV_BURST_FIXTURES refreshes them).
+func BenchmarkCacheHeap(b *testing.B) {
+	stripped := cache.TransformStripManagedFields()
+	for _, tc := range []struct {
+		name      string
+		file      string
+		newObj    func() any
+		transform func(any) (any, error)
+	}{
+		{"namespace/whole", "provisioned-namespace.json", func() any { return &corev1.Namespace{} }, nil},
+		{"namespace/cached", "provisioned-namespace.json", func() any { return &corev1.Namespace{} }, stripped},
+		{"workflow/whole", "provisioned-workflow.json", func() any { return &wfv1.Workflow{} }, nil},
+		{"workflow/cached", "provisioned-workflow.json", func() any { return &wfv1.Workflow{} }, compactWorkflow},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			data, err := os.ReadFile(filepath.Join("testdata", tc.file))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var total float64
+			for b.Loop() {
+				before := heapInUse()
+				objs := make([]any, 1000)
+				for i := range objs {
+					obj := tc.newObj()
+					if err := json.Unmarshal(data, obj); err != nil {
+						b.Fatal(err)
+					}
+					if tc.transform != nil {
+						if obj, err = tc.transform(obj); err != nil {
+							b.Fatal(err)
+						}
+					}
+					objs[i] = obj
+				}
+				after := heapInUse()
+				runtime.KeepAlive(objs)
+				total += float64(after) - float64(before)
+			}
+			b.ReportMetric(total/float64(b.N)/(1<<20), "MiB/1000")
+		})
+	}
+}
+
+// heapInUse is the heap in use after a full collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
 }
