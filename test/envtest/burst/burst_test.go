@@ -235,9 +235,9 @@ func TestBurstOfNamespaces(t *testing.T) {
 
 	t.Logf("burst of %d requested namespaces (real API server, real Argo with parallelism %d, process kubelet):", n, argoParallelism)
 	t.Logf("  admission through both webhooks: %s, %.0f namespaces/s", admitted.Round(time.Millisecond), float64(n)/admitted.Seconds())
-	t.Logf("  controller facing the backlog: every Workflow exists after %s (%.0f/s), every namespace annotated after %s",
+	t.Logf("  controller facing the backlog: every Workflow exists after %s (%.1f/s), every namespace annotated after %s",
 		created.Round(time.Millisecond), float64(n)/created.Seconds(), recorded.Round(time.Millisecond))
-	t.Logf("  bare client (QPS %g, burst %d, %d workers): %d Workflows in %s (%.0f/s); controller/bare = %.2f",
+	t.Logf("  bare client (QPS %g, burst %d, %d workers): %d Workflows in %s (%.1f/s); controller/bare = %.2f",
 		opts.Kube.QPS, opts.Kube.Burst, opts.Controller.ConcurrentReconciles, n, bare.Round(time.Millisecond), float64(n)/bare.Seconds(), created.Seconds()/bare.Seconds())
 	t.Logf("  API requests per namespace from nsprov's server: %.2f (%s)", total, formatVerbs(perNamespace))
 	t.Logf("  heap in use: %.1f MiB before the controller, %.1f MiB with it (+%.1f MiB: its replica, policy store and cache of %d namespaces)",
