@@ -17,7 +17,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -100,11 +99,8 @@ func New(cfg *rest.Config, store *policy.Store, o Options, deps Dependencies) (*
 			controller = false
 		}
 	}
-	var cacheOpts cache.Options
-	if controller {
-		// The controller only reads Workflows in the Argo namespace.
-		cacheOpts.ByObject = trigger.CacheOptions(o.Controller.ArgoNamespace)
-	}
+	// The informers keep only what nsprov reads (cache.go).
+	cacheOpts := cacheOptions(o.Controller.ArgoNamespace, controller)
 	// The provisioning controller and the background audit run on the leader.
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,

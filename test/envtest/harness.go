@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,9 +49,24 @@ type Options struct {
 	Logger logr.Logger
 	// Recorder receives every admission decision (default: logged to Logger).
 	Recorder admission.Recorder
-	// NoRunner runs no Argo: Workflows stay unrun, for measurements of the
-	// controller alone.
+	// NoRunner runs no Argo (workflow-controller, process kubelet,
+	// kube-controller-manager): Workflows are created but never run. The
+	// audit suite uses it: it tests admission records and the background
+	// audit, which never wait for a provisioning, and saves the processes.
 	NoRunner bool
+	// ArgoConfig is added to the workflow-controller's ConfigMap before Argo
+	// starts (Argo reads some settings, such as "parallelism", only then).
+	ArgoConfig map[string]string
+	// DeferController runs the server the API server calls without the
+	// provisioning controller; the test starts it with StartController
+	// (measurements of a controller facing a backlog).
+	DeferController bool
+	// ServerArgs are added to the flags of every nsprov server the harness
+	// runs.
+	ServerArgs []string
+	// WrapTransport, when set, wraps the transport of every nsprov server the
+	// harness runs (to count its API requests, say).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Env is a running control plane with nsprov's webhooks registered.
@@ -228,13 +245,16 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 	// nsprov itself: webhooks on the port the API server calls, and the
 	// provisioning controller.
 	wio := &env.WebhookInstallOptions
-	if e.Policies, err = e.startServer(runCtx, wio.LocalServingHost, wio.LocalServingPort); err != nil {
+	if e.Policies, err = e.startServer(runCtx, wio.LocalServingHost, wio.LocalServingPort, !o.DeferController); err != nil {
 		return nil, err
 	}
 	if err := waitForTLS(ctx, net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))); err != nil {
 		return nil, err
 	}
 	if !o.NoRunner {
+		if err := e.installArgoConfig(ctx); err != nil {
+			return nil, err
+		}
 		if err := e.startArgo(ctx, assets); err != nil {
 			return nil, err
 		}
@@ -281,16 +301,33 @@ func (e *Env) StartController(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = e.startServer(ctx, e.env.WebhookInstallOptions.LocalServingHost, port)
+	_, err = e.startServer(ctx, e.env.WebhookInstallOptions.LocalServingHost, port, true)
 	return err
+}
+
+// installArgoConfig creates the workflow-controller's ConfigMap with
+// Options.ArgoConfig, when there is any, before Argo starts (otherwise the
+// cluster package creates it); metrics and telemetry stay off, as the
+// cluster package has them, so that several controllers share the machine.
+func (e *Env) installArgoConfig(ctx context.Context) error {
+	if len(e.opts.ArgoConfig) == 0 {
+		return nil
+	}
+	data := map[string]string{"metricsConfig": "enabled: false\n", "telemetryConfig": "enabled: false\n"}
+	maps.Copy(data, e.opts.ArgoConfig)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cluster.ArgoConfigMap, Namespace: ArgoNamespace}, Data: data}
+	if err := e.Client.Create(ctx, cm); err != nil {
+		return fmt.Errorf("installing the workflow-controller's ConfigMap: %w", err)
+	}
+	return nil
 }
 
 // startServer runs nsprov's server as `nsprov serve` would with its default
 // flags, as nsprov's service account, until ctx ends: its webhooks listen on
 // host:port with envtest's serving certificate, without metrics and probe
-// endpoints and without leader election. It returns the server's policy
-// store.
-func (e *Env) startServer(ctx context.Context, host string, port int) (*policy.Store, error) {
+// endpoints and without leader election, with its provisioning controller
+// when controller is set. It returns the server's policy store.
+func (e *Env) startServer(ctx context.Context, host string, port int, controller bool) (*policy.Store, error) {
 	var o server.Options
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	o.AddFlags(fs)
@@ -299,8 +336,9 @@ func (e *Env) startServer(ctx context.Context, host string, port int) (*policy.S
 		"--cert-dir", e.env.WebhookInstallOptions.LocalServingCertDir,
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false",
 		"--identity", ControllerUser, "--argo-namespace", ArgoNamespace,
-		"--policy-poll-interval", "200ms",
+		"--policy-poll-interval", "200ms", "--controller=" + strconv.FormatBool(controller),
 	}
+	args = append(args, e.opts.ServerArgs...)
 	if e.opts.PolicyDir != "" {
 		args = append(args, "--policy-dir", e.opts.PolicyDir)
 	}
@@ -317,6 +355,9 @@ func (e *Env) startServer(ctx context.Context, host string, port int) (*policy.S
 	cfg, err := e.User(ControllerUser, "system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:masters")
 	if err != nil {
 		return nil, err
+	}
+	if e.opts.WrapTransport != nil {
+		cfg.Wrap(e.opts.WrapTransport)
 	}
 	srv, err := server.New(cfg, store, o, server.Dependencies{Logger: e.opts.Logger, Recorder: e.opts.Recorder})
 	if err != nil {
