@@ -41,6 +41,11 @@ type Record struct {
 	Revision   string
 	Latency    time.Duration
 	Err        error
+	// ClientVerified is true when the caller presented a client certificate
+	// that the webhook server verified (serve --client-ca-file); false when
+	// client verification is off, so the request may not come from the API
+	// server.
+	ClientVerified bool
 }
 
 // Recorder receives every decision. It must not block.

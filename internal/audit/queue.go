@@ -41,6 +41,8 @@ type denial struct {
 	Rule      string
 	Message   string
 	Revision  string
+	// ClientVerified: the caller presented a verified client certificate.
+	ClientVerified bool
 }
 
 // key identifies a result in the report: the request UID and the rule.

@@ -68,6 +68,18 @@ const (
 	PropTeam        = "team"
 	PropEnvironment = "environment"
 	PropRequestedBy = "requestedBy"
+	// PropClientCertificate says whether the caller of the webhook
+	// presented a client certificate that nsprov verified against
+	// --client-ca-file (ClientCertificateVerified) or not
+	// (ClientCertificateUnverified: client verification is off, so the
+	// request may not come from the API server).
+	PropClientCertificate = "clientCertificate"
+)
+
+// Values of PropClientCertificate.
+const (
+	ClientCertificateVerified   = "verified"
+	ClientCertificateUnverified = "unverified"
 )
 
 // Bounds of the strings a result stores, so that a report of ReportSize
@@ -127,14 +139,23 @@ func denialResult(d *denial) reportsv1alpha1.ReportResult {
 		Subjects:    []corev1.ObjectReference{namespaceRef(d.Namespace, "")},
 		Description: truncate(d.Message, maxMessage),
 		Properties: map[string]string{
-			PropUser:           d.Username,
-			PropGroups:         truncate(strings.Join(d.Groups, ","), maxGroups),
-			PropOperation:      d.Operation,
-			PropRequestUID:     d.UID,
-			PropTime:           d.Time.UTC().Format(time.RFC3339Nano),
-			PropPolicyRevision: d.Revision,
+			PropUser:              d.Username,
+			PropGroups:            truncate(strings.Join(d.Groups, ","), maxGroups),
+			PropOperation:         d.Operation,
+			PropRequestUID:        d.UID,
+			PropTime:              d.Time.UTC().Format(time.RFC3339Nano),
+			PropPolicyRevision:    d.Revision,
+			PropClientCertificate: clientCertificate(d.ClientVerified),
 		},
 	}
+}
+
+// clientCertificate is the PropClientCertificate of a denial.
+func clientCertificate(verified bool) string {
+	if verified {
+		return ClientCertificateVerified
+	}
+	return ClientCertificateUnverified
 }
 
 // resultKey identifies a denial result: request UID and rule.

@@ -208,7 +208,7 @@ func denials(r *admission.Record) []denial {
 		out[i] = denial{
 			Time: r.Time, UID: r.UID, Operation: r.Operation, Namespace: r.Namespace,
 			Username: r.Username, Groups: r.Groups, Rule: rule, Message: messages[rule],
-			Revision: r.Revision,
+			Revision: r.Revision, ClientVerified: r.ClientVerified,
 		}
 	}
 	return out
@@ -249,6 +249,7 @@ type decisionLine struct {
 	PolicyRevision string             `json:"policyRevision"`
 	LatencySeconds float64            `json:"latencySeconds"`
 	Error          string             `json:"error,omitempty"`
+	ClientVerified bool               `json:"clientVerified"`
 }
 
 // DecisionLogMessage is the msg of every decision log line.
@@ -266,7 +267,7 @@ func (s *Sink) log(ctx context.Context, r *admission.Record) {
 		Time: r.Time.UTC().Format(time.RFC3339Nano), Msg: DecisionLogMessage, Webhook: r.Webhook, UID: r.UID,
 		Operation: r.Operation, Namespace: r.Namespace, User: r.Username, Groups: r.Groups, Allowed: r.Allowed,
 		Violations: r.Violations, Warnings: r.Warnings, Patches: r.Patches, DryRun: r.DryRun,
-		PolicyRevision: r.Revision, LatencySeconds: r.Latency.Seconds(),
+		PolicyRevision: r.Revision, LatencySeconds: r.Latency.Seconds(), ClientVerified: r.ClientVerified,
 	}
 	if line.Groups == nil {
 		line.Groups = []string{}

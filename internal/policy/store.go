@@ -2,8 +2,14 @@ package policy
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
 	"sync"
 	"sync/atomic"
+	"testing/fstest"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -22,6 +28,9 @@ type Store struct {
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced when the status changes
 	status    Status        // guarded by mu, except status.Bundle (current)
+	files     Files         // of the active bundle when it came from files; guarded by mu
+	loaded    string        // revision of the directory's files that are active ("" before any loaded); guarded by mu
+	broken    string        // revision of the directory's files that did not load at start
 	dir       string
 	interval  time.Duration
 	cacheSize int
@@ -39,24 +48,158 @@ type Status struct {
 	Rejections uint64
 	// LastRejection is why the latest rejected change did not load.
 	LastRejection error
+	// LastGood is true while the active bundle is the last good one that
+	// NewStoreWithLastGood was given because the directory's bundle did not
+	// load at start; it is false again once the directory's bundle loads.
+	LastGood bool
+}
+
+// Files are the files of a bundle by slash-separated path, as the loader
+// reads them; a bundle loaded from them has the same revision as the
+// directory they were read from.
+type Files map[string][]byte
+
+// FS returns the files as a file system for Load.
+func (f Files) FS() fs.FS {
+	m := make(fstest.MapFS, len(f))
+	for p, data := range f {
+		m[p] = &fstest.MapFile{Data: data, Mode: 0o444}
+	}
+	return m
+}
+
+// Revision is the revision of a bundle made of the files.
+func (f Files) Revision() (string, error) { return revisionOf(f.FS()) }
+
+// ReadFiles reads the files of the bundle in dir that the loader reads
+// (following symbolic links, so a mounted ConfigMap reads as a plain copy),
+// within the bundle size limits.
+func ReadFiles(dir string) (Files, error) {
+	fsys := os.DirFS(dir)
+	files := Files{}
+	var size int64
+	var walk func(dir string, depth int) error
+	walk = func(dir string, depth int) error {
+		if depth > 16 {
+			return fmt.Errorf("%s is nested more than 16 directories deep (a symbolic link loop?)", dir)
+		}
+		entries, err := fs.ReadDir(fsys, dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			p := path.Join(dir, e.Name())
+			info, err := fs.Stat(fsys, p) // follows symbolic links
+			if err != nil {
+				return err
+			}
+			if hiddenOrUnknown(info) {
+				continue
+			}
+			if info.IsDir() {
+				if err := walk(p, depth+1); err != nil {
+					return err
+				}
+				continue
+			}
+			if len(files) >= maxBundleFiles || size+info.Size() > maxBundleSizeMB<<20 {
+				return fmt.Errorf("bundle is too large; the limit is %d files and %d MiB", maxBundleFiles, maxBundleSizeMB)
+			}
+			data, err := fs.ReadFile(fsys, p)
+			if err != nil {
+				return err
+			}
+			files[p] = data
+			size += int64(len(data))
+		}
+		return nil
+	}
+	if err := walk(".", 0); err != nil {
+		return nil, fmt.Errorf("policy directory %s: %w", dir, err)
+	}
+	return files, nil
+}
+
+// loadFiles reads and compiles the bundle in dir, and returns it with its
+// files; on error, rev is the revision of the files that did not load, or
+// "" when they could not be read.
+func loadFiles(ctx context.Context, dir string) (b *Bundle, files Files, rev string, err error) {
+	if files, err = ReadFiles(dir); err != nil {
+		return nil, nil, "", err
+	}
+	if rev, err = files.Revision(); err != nil {
+		return nil, nil, "", fmt.Errorf("policy bundle %s: %w", dir, err)
+	}
+	b, err = Load(ctx, files.FS(), dir)
+	return b, files, rev, err
+}
+
+// LastGood is a bundle that loaded before, kept outside its directory (nsprov
+// keeps it in the cluster), to serve when the directory's bundle does not
+// load at start.
+type LastGood struct {
+	// Files are the bundle's files.
+	Files Files
+	// Revision is the revision the bundle had when it loaded; the files must
+	// still have it.
+	Revision string
+	// Origin says where it was kept, for logs and Events.
+	Origin string
+}
+
+// ErrNoLastGood is what a last-good lookup returns when no bundle was kept.
+var ErrNoLastGood = errors.New("no last good bundle was saved")
+
+// NewStoreWithLastGood loads the bundle in dir like NewStore. When it does
+// not load, the store serves the bundle lastGood returns instead, with the
+// failure recorded as a rejection (Status.LastGood is true), and Watch keeps
+// trying the directory. Without a last good bundle (lastGood is nil or
+// fails) it fails: it never falls back to the embedded bundle, which may be
+// more permissive than the administrator's.
+func NewStoreWithLastGood(ctx context.Context, dir string, lastGood func(context.Context) (*LastGood, error)) (*Store, error) {
+	if dir == "" {
+		return NewStore(ctx, "")
+	}
+	b, files, rev, err := loadFiles(ctx, dir)
+	if err == nil {
+		s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, files: files, loaded: b.Revision}
+		s.current.Store(b)
+		return s, nil
+	}
+	if lastGood == nil {
+		return nil, err
+	}
+	lg, lerr := lastGood(ctx)
+	if lerr != nil {
+		return nil, fmt.Errorf("%w; and there is no last good bundle to serve instead (%w): fix the policy", err, lerr)
+	}
+	good, lerr := Load(ctx, lg.Files.FS(), "last good bundle from "+lg.Origin)
+	if lerr == nil && good.Revision != lg.Revision {
+		lerr = fmt.Errorf("its files have revision %s, not the saved %s", good.Revision, lg.Revision)
+	}
+	if lerr != nil {
+		return nil, fmt.Errorf("%w; and the last good bundle from %s does not load either (%w): fix the policy", err, lg.Origin, lerr)
+	}
+	s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, files: lg.Files, broken: rev}
+	if rev == "" {
+		s.broken = "unreadable"
+	}
+	s.status = Status{Rejections: 1, LastRejection: err, LastGood: true}
+	s.current.Store(good)
+	return s, nil
 }
 
 // NewStore loads the embedded bundle, or the bundle in dir when dir is not
 // empty, and fails when it does not compile.
 func NewStore(ctx context.Context, dir string) (*Store, error) {
-	var (
-		b   *Bundle
-		err error
-	)
-	if dir == "" {
-		b, err = LoadEmbedded(ctx)
-	} else {
-		b, err = LoadDir(ctx, dir)
+	if dir != "" {
+		return NewStoreWithLastGood(ctx, dir, nil)
 	}
+	b, err := LoadEmbedded(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize}
+	s := &Store{interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize}
 	s.current.Store(b)
 	return s, nil
 }
@@ -105,12 +248,24 @@ func (s *Store) notify(f func(*Status)) {
 	}
 }
 
-// swap makes b the active bundle and wakes the Changed channels.
-func (s *Store) swap(b *Bundle) {
+// swap makes b, made of files, the active bundle and wakes the Changed
+// channels.
+func (s *Store) swap(b *Bundle, files Files) {
 	s.notify(func(st *Status) {
 		s.current.Store(b)
+		s.files = files
+		s.loaded = b.Revision
 		st.Reloads++
+		st.LastGood = false
 	})
+}
+
+// Files returns the files of the active bundle, nil when it is the embedded
+// one or a StaticStore's. They must not be modified.
+func (s *Store) Files() Files {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.files
 }
 
 // reject records a changed directory that did not load and wakes the
@@ -152,7 +307,7 @@ func (s *Store) Watch(ctx context.Context) error {
 		return nil
 	}
 	log := logr.FromContextOrDiscard(ctx).WithValues("policyDir", s.dir)
-	failed := ""
+	failed := s.broken
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
 	for {
@@ -161,15 +316,22 @@ func (s *Store) Watch(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		rev, err := dirRevision(s.dir)
-		if err != nil || rev == s.Bundle().Revision || rev == failed {
+		files, err := ReadFiles(s.dir)
+		var rev string
+		if err == nil {
+			rev, err = files.Revision()
+		}
+		s.mu.Lock()
+		loaded := s.loaded
+		s.mu.Unlock()
+		if err != nil || rev == loaded || rev == failed {
 			if err != nil && failed != "unreadable" {
 				log.Error(err, "cannot read the policy directory; the active policy keeps serving", "revision", s.Bundle().Revision)
 				failed = "unreadable"
 			}
 			continue
 		}
-		b, err := LoadDir(ctx, s.dir)
+		b, err := Load(ctx, files.FS(), s.dir)
 		if err != nil {
 			failed = rev
 			log.Error(err, "the changed policy does not load; the active policy keeps serving", "revision", s.Bundle().Revision, "rejectedRevision", rev)
@@ -184,7 +346,7 @@ func (s *Store) Watch(ctx context.Context) error {
 			}
 		}
 		old := s.Bundle().Revision
-		s.swap(b)
+		s.swap(b, files)
 		log.Info("policy reloaded", "revision", b.Revision, "previousRevision", old, "evaluator", b.Evaluator)
 	}
 }

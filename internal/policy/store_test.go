@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nsprov/nsprov/internal/testutil"
+	"github.com/nsprov/nsprov/policies"
 )
 
 // eventually polls cond until it holds or the deadline passes.
@@ -465,5 +466,106 @@ func TestStoreChanged(t *testing.T) {
 	}
 	if st := w.Status(); st.Bundle != before || st.Rejections != 1 || st.LastRejection == nil {
 		t.Errorf("status after the rejected edit %+v", st)
+	}
+}
+
+// NewStoreWithLastGood serves the directory's bundle when it loads, the last
+// good one (as a rejection, LastGood) when it does not, and fails without a
+// last good bundle or with one whose files do not have its revision; once
+// the directory loads, it replaces the last good one.
+func TestStoreWithLastGood(t *testing.T) {
+	ctx := context.Background()
+	good := t.TempDir()
+	if err := policies.Export(good); err != nil {
+		t.Fatal(err)
+	}
+	goodFiles, err := ReadFiles(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goodRev, err := goodFiles.Revision()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rev, err := dirRevision(good); err != nil || rev != goodRev {
+		t.Fatalf("the files' revision %s differs from the directory's %s (%v)", goodRev, rev, err)
+	}
+	broken := t.TempDir()
+	if err := policies.Export(broken); err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, filepath.Join(broken, "broken.rego"), "package nsprov.validation\n\ndeny contains v if {\n")
+	saved := &LastGood{Files: goodFiles, Revision: goodRev, Origin: "test"}
+	tampered := Files{}
+	for p, data := range goodFiles {
+		tampered[p] = data
+	}
+	tampered["config/tiers.yaml"] = append([]byte("# edited\n"), tampered["config/tiers.yaml"]...)
+
+	tests := []struct {
+		name         string
+		dir          string
+		lastGood     func(context.Context) (*LastGood, error)
+		wantErr      []string
+		wantLastGood bool
+	}{
+		{"directory loads", good, func(context.Context) (*LastGood, error) {
+			t.Error("last good read although the directory loads")
+			return nil, nil
+		}, nil, false},
+		{"broken, last good", broken, func(context.Context) (*LastGood, error) { return saved, nil }, nil, true},
+		{"broken, none saved", broken, func(context.Context) (*LastGood, error) { return nil, ErrNoLastGood }, []string{"broken.rego", "no last good bundle"}, false},
+		{"broken, no lookup", broken, nil, []string{"broken.rego"}, false},
+		{"broken, tampered last good", broken, func(context.Context) (*LastGood, error) {
+			return &LastGood{Files: tampered, Revision: goodRev, Origin: "test"}, nil
+		}, []string{"broken.rego", "not the saved " + goodRev}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := NewStoreWithLastGood(ctx, tt.dir, tt.lastGood)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("store serving %s, want an error", s.Bundle().Source)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q lacks %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := s.Status()
+			if st.LastGood != tt.wantLastGood || st.Bundle.Revision != goodRev {
+				t.Errorf("LastGood %v, revision %s; want %v, %s", st.LastGood, st.Bundle.Revision, tt.wantLastGood, goodRev)
+			}
+			if tt.wantLastGood && (st.Rejections != 1 || st.LastRejection == nil || !strings.Contains(st.LastRejection.Error(), "broken.rego")) {
+				t.Errorf("status %+v, want one rejection naming broken.rego", st)
+			}
+			if rev, _ := s.Files().Revision(); rev != goodRev {
+				t.Errorf("Files have revision %s, want %s", rev, goodRev)
+			}
+		})
+	}
+
+	// Watching: the broken directory is not rejected again, the fixed one
+	// replaces the last good bundle.
+	s, err := NewStoreWithLastGood(ctx, broken, func(context.Context) (*LastGood, error) { return saved, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetInterval(50 * time.Millisecond)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = s.Watch(wctx) }()
+	if err := os.Remove(filepath.Join(broken, "broken.rego")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the fixed directory loading", func() bool { return !s.Status().LastGood })
+	st := s.Status()
+	if st.Rejections != 1 || st.Reloads != 1 || st.Bundle.Source != broken {
+		t.Errorf("status %+v, want 1 rejection (at start), 1 reload, the bundle of %s", st, broken)
 	}
 }

@@ -1,14 +1,19 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -16,6 +21,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/certs"
 )
 
@@ -154,4 +160,132 @@ func (s *servingCerts) register(mgr ctrl.Manager, reg prometheus.Registerer) err
 		}
 	}
 	return certs.RegisterExpiryMetric(reg, s.expiry)
+}
+
+// readClientCAs reads a PEM file of CA certificates.
+func readClientCAs(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("%s holds no PEM certificate; give the CA that signs the API server's webhook client certificate", path)
+	}
+	return pool, nil
+}
+
+// clientCAs verifies the webhook's callers against the CAs of a file, read
+// again when its modification time or size changes (a mounted Secret or
+// ConfigMap is replaced by a symbolic link swap, which changes both of the
+// file it points to). A changed file that holds no certificate is logged and
+// the previous CAs stay.
+type clientCAs struct {
+	path string
+	log  logr.Logger
+
+	mu      sync.Mutex
+	pool    *x509.CertPool
+	modTime time.Time
+	size    int64
+}
+
+func newClientCAs(path string, log logr.Logger) (*clientCAs, error) {
+	c := &clientCAs{path: path, log: log}
+	if _, err := c.current(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// current returns the CAs, reading the file again when it changed.
+func (c *clientCAs) current() (*x509.CertPool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	info, err := os.Stat(c.path)
+	if err != nil {
+		if c.pool != nil {
+			return c.pool, nil // a mount being swapped; keep the CAs
+		}
+		return nil, fmt.Errorf("--client-ca-file: %w", err)
+	}
+	if c.pool != nil && info.ModTime().Equal(c.modTime) && info.Size() == c.size {
+		return c.pool, nil
+	}
+	pool, err := readClientCAs(c.path)
+	if err != nil {
+		if c.pool != nil {
+			c.log.Error(err, "the changed --client-ca-file does not load; the previous CAs stay")
+			c.modTime, c.size = info.ModTime(), info.Size()
+			return c.pool, nil
+		}
+		return nil, fmt.Errorf("--client-ca-file: %w", err)
+	}
+	if c.pool != nil {
+		c.log.Info("client CAs reloaded", "file", c.path)
+	}
+	c.pool, c.modTime, c.size = pool, info.ModTime(), info.Size()
+	return pool, nil
+}
+
+// verify is the server's tls.Config.VerifyPeerCertificate: the caller's
+// certificate must chain to one of the CAs and be meant for client
+// authentication.
+func (c *clientCAs) verify(raw [][]byte, _ [][]*x509.Certificate) error {
+	if len(raw) == 0 {
+		return errors.New("the webhook requires a client certificate (--client-ca-file)")
+	}
+	certsIn := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("parsing the client certificate: %w", err)
+		}
+		certsIn[i] = cert
+	}
+	roots, err := c.current()
+	if err != nil {
+		return err
+	}
+	inter := x509.NewCertPool()
+	for _, cert := range certsIn[1:] {
+		inter.AddCert(cert)
+	}
+	_, err = certsIn[0].Verify(x509.VerifyOptions{
+		Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+	if err != nil {
+		return fmt.Errorf("client certificate %q is not signed by --client-ca-file: %w", certsIn[0].Subject.CommonName, err)
+	}
+	return nil
+}
+
+// tlsOption makes the server require and verify client certificates.
+func (c *clientCAs) tlsOption(t *tls.Config) {
+	t.ClientAuth = tls.RequireAnyClientCert
+	t.VerifyPeerCertificate = c.verify
+}
+
+// clientVerifiedKey is the context key of whether the caller of a webhook
+// request presented a client certificate the server verified.
+type clientVerifiedKey struct{}
+
+// withClientVerified records in the request's context whether its caller
+// presented a verified client certificate: only when the server verifies
+// them (verifying) and the caller presented one.
+func withClientVerified(verifying bool) func(context.Context, *http.Request) context.Context {
+	return func(ctx context.Context, r *http.Request) context.Context {
+		ok := verifying && r.TLS != nil && len(r.TLS.PeerCertificates) > 0
+		return context.WithValue(ctx, clientVerifiedKey{}, ok)
+	}
+}
+
+// markingRecorder sets Record.ClientVerified from the request's context
+// before passing the record on.
+type markingRecorder struct{ next admission.Recorder }
+
+// Record implements admission.Recorder.
+func (m markingRecorder) Record(ctx context.Context, r *admission.Record) {
+	r.ClientVerified, _ = ctx.Value(clientVerifiedKey{}).(bool)
+	m.next.Record(ctx, r)
 }

@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -113,6 +115,11 @@ type WebhookOptions struct {
 	CertName, KeyName string
 	// Certs choose between CertDir's files and self-managed certificates.
 	Certs CertOptions
+	// ClientCAFile, when set, makes the webhook server require a client
+	// certificate signed by one of the CAs in this PEM file (the API
+	// server's, configured with its admission configuration); it is
+	// reloaded when it changes.
+	ClientCAFile string
 }
 
 // AddFlags binds the options to a flag set.
@@ -122,6 +129,7 @@ func (o *WebhookOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CertDir, "cert-dir", "", "directory with the webhook's serving certificate and key (reloaded when they change)")
 	fs.StringVar(&o.CertName, "cert-name", "tls.crt", "certificate file name in --cert-dir")
 	fs.StringVar(&o.KeyName, "key-name", "tls.key", "private key file name in --cert-dir")
+	fs.StringVar(&o.ClientCAFile, "client-ca-file", "", "PEM file of the CAs whose client certificates the webhook server requires (the API server's webhook client certificate, see docs/security.md); reloaded when it changes; empty: any caller is answered and its denials are marked unverified")
 	o.Certs.AddFlags(fs)
 }
 
@@ -137,6 +145,11 @@ func (o *WebhookOptions) Validate() error {
 			if _, err := os.Stat(filepath.Join(o.CertDir, f)); err != nil {
 				errs = append(errs, fmt.Errorf("--cert-dir: %w; mount the webhook's TLS secret there", err))
 			}
+		}
+	}
+	if o.ClientCAFile != "" {
+		if _, err := readClientCAs(o.ClientCAFile); err != nil {
+			errs = append(errs, fmt.Errorf("--client-ca-file: %w", err))
 		}
 	}
 	if o.Port < 1 || o.Port > 65535 {
@@ -195,6 +208,13 @@ type PolicyOptions struct {
 	// Evaluator is compiled (OPA's planned IR run by nsprov) or topdown
 	// (OPA's evaluator).
 	Evaluator string
+	// LastGood is the ConfigMap where every replica saves the last bundle
+	// of Dir that loaded, and from which a replica starts when Dir's bundle
+	// does not load; empty disables both.
+	LastGood string
+	// LastGoodNamespace is LastGood's namespace (default: $POD_NAMESPACE or
+	// the namespace nsprov runs in; without either, LastGood is off).
+	LastGoodNamespace string
 }
 
 // AddFlags binds the options to a flag set.
@@ -202,6 +222,8 @@ func (o *PolicyOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Dir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one and reloaded when it changes")
 	fs.DurationVar(&o.PollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir is checked for changes")
 	fs.IntVar(&o.DecisionCacheSize, "decision-cache-size", policy.DefaultDecisionCacheSize, "how many mutation, validation and plan decisions are each remembered by their input (repeated requests skip evaluation); 0 disables")
+	fs.StringVar(&o.LastGood, "policy-last-good", DefaultLastGoodConfigMap, "ConfigMap where the last --policy-dir bundle that loaded is saved; a replica whose --policy-dir does not load at start serves it (and keeps reloading) instead of failing; empty disables")
+	fs.StringVar(&o.LastGoodNamespace, "policy-last-good-namespace", "", "namespace of --policy-last-good (default: $POD_NAMESPACE, or the namespace nsprov runs in)")
 	fs.StringVar(&o.Evaluator, "policy-evaluator", policy.EvaluatorCompiled, "how policies are evaluated: compiled (OPA's planner output, run by nsprov; falls back to topdown when a policy cannot be compiled) or topdown (OPA's evaluator)")
 }
 
@@ -219,6 +241,11 @@ func (o *PolicyOptions) Validate() error {
 	if o.DecisionCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("--decision-cache-size %d must not be negative; use 0 to disable the cache", o.DecisionCacheSize))
 	}
+	if o.LastGood != "" {
+		if msgs := validation.IsDNS1123Subdomain(o.LastGood); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--policy-last-good %q is not a ConfigMap name: %s", o.LastGood, strings.Join(msgs, "; ")))
+		}
+	}
 	if o.Evaluator != policy.EvaluatorCompiled && o.Evaluator != policy.EvaluatorTopdown {
 		errs = append(errs, fmt.Errorf("--policy-evaluator %q is not known; use %s or %s", o.Evaluator, policy.EvaluatorCompiled, policy.EvaluatorTopdown))
 	}
@@ -232,6 +259,11 @@ func (o *PolicyOptions) NewStore(ctx context.Context) (*policy.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	return o.configure(store)
+}
+
+// configure applies the options to a new store.
+func (o *PolicyOptions) configure(store *policy.Store) (*policy.Store, error) {
 	store.SetInterval(o.PollInterval)
 	store.SetDecisionCacheSize(o.DecisionCacheSize)
 	if err := store.SetEvaluator(o.Evaluator); err != nil {

@@ -28,14 +28,18 @@ var (
 	})
 	policyReloadErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "nsprov_policy_reload_errors_total",
-		Help: "Changes of --policy-dir that were rejected because the bundle did not load; the previous bundle kept serving.",
+		Help: "Bundles of --policy-dir that were rejected because they did not load (a change, or the bundle found at start); the previous or the last good bundle kept serving.",
+	})
+	policyLastGood = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nsprov_policy_last_good_serving",
+		Help: "1 while this replica serves the last good bundle saved in the cluster because --policy-dir did not load when it started; 0 once --policy-dir loads.",
 	})
 )
 
 // registerReloadMetrics registers the reload counters with reg; registering
 // again (a second server in one process) is harmless.
 func registerReloadMetrics(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{policyReloads, policyReloadErrors} {
+	for _, c := range []prometheus.Collector{policyReloads, policyReloadErrors, policyLastGood} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -47,7 +51,9 @@ func registerReloadMetrics(reg prometheus.Registerer) error {
 }
 
 // reloadReporter counts the store's reloads and rejected edits of its
-// directory, and reports a rejected edit as a Warning Event on the pod named
+// directory (a store that starts on the last good bundle starts with one
+// rejection: the directory's bundle at start), sets the last good gauge, and
+// reports a rejected bundle as a Warning Event on the pod named
 // by $POD_NAMESPACE, $POD_NAME and $POD_UID (set by the chart from the
 // downward API; outside a pod only the log and the metric say it). It runs on
 // every replica, each of which watches its own directory.
@@ -61,7 +67,9 @@ type reloadReporter struct {
 }
 
 func newReloadReporter(store *policy.Store, dir string, rec events.EventRecorder, log logr.Logger) *reloadReporter {
-	r := &reloadReporter{store: store, dir: dir, events: rec, log: log, seen: store.Status()}
+	// Nothing is reported yet: a rejection at start (the store serves the
+	// last good bundle) is reported like a later one.
+	r := &reloadReporter{store: store, dir: dir, events: rec, log: log}
 	if name, ns := os.Getenv("POD_NAME"), os.Getenv("POD_NAMESPACE"); name != "" && ns != "" {
 		r.pod = &corev1.Pod{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -91,6 +99,11 @@ func (r *reloadReporter) Start(ctx context.Context) error {
 // report counts what changed since the last report.
 func (r *reloadReporter) report(st policy.Status) {
 	defer func() { r.seen = st }()
+	if st.LastGood {
+		policyLastGood.Set(1)
+	} else {
+		policyLastGood.Set(0)
+	}
 	policyReloads.Add(float64(st.Reloads - r.seen.Reloads))
 	if st.Rejections == r.seen.Rejections {
 		return
@@ -98,6 +111,11 @@ func (r *reloadReporter) report(st policy.Status) {
 	policyReloadErrors.Add(float64(st.Rejections - r.seen.Rejections))
 	if r.pod == nil {
 		r.log.Info("no POD_NAME and POD_NAMESPACE: the rejected policy edit is reported in the log and metric only")
+		return
+	}
+	if st.LastGood {
+		r.events.Eventf(r.pod, nil, corev1.EventTypeWarning, ReasonPolicyReloadFailed, "PolicyReload",
+			"%s", truncateNote(fmt.Sprintf("the policy in %s does not load, so this replica started on the %s; fix the policy: %s", r.dir, st.Bundle.Source, st.LastRejection)))
 		return
 	}
 	r.events.Eventf(r.pod, nil, corev1.EventTypeWarning, ReasonPolicyReloadFailed, "PolicyReload",

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
 	"github.com/go-logr/logr"
@@ -78,13 +79,21 @@ func New(cfg *rest.Config, store *policy.Store, o Options, deps Dependencies) (*
 	if err != nil {
 		return nil, err
 	}
+	tlsOpts := append([]func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}, serving.tlsOpts...)
+	if o.Webhook.ClientCAFile != "" {
+		cas, err := newClientCAs(o.Webhook.ClientCAFile, log.WithName("client-ca"))
+		if err != nil {
+			return nil, err
+		}
+		tlsOpts = append(tlsOpts, cas.tlsOption)
+	}
 	server := webhook.NewServer(webhook.Options{
 		Host:     o.Webhook.Host,
 		Port:     o.Webhook.Port,
 		CertDir:  o.Webhook.CertDir,
 		CertName: o.Webhook.CertName,
 		KeyName:  o.Webhook.KeyName,
-		TLSOpts:  append([]func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}, serving.tlsOpts...),
+		TLSOpts:  tlsOpts,
 	})
 	// Without Argo the webhooks still guard namespace requests; only
 	// provisioning is off.
@@ -131,7 +140,7 @@ func New(cfg *rest.Config, store *policy.Store, o Options, deps Dependencies) (*
 		}
 	}
 	// The manager runs the webhook server only once it has been asked for it.
-	registerWebhooks(mgr.GetWebhookServer(), store, rec)
+	registerWebhooks(mgr.GetWebhookServer(), store, rec, o.Webhook.ClientCAFile != "")
 	if err := serving.register(mgr, metrics.Registry); err != nil {
 		return nil, err
 	}
@@ -143,6 +152,17 @@ func New(cfg *rest.Config, store *policy.Store, o Options, deps Dependencies) (*
 	}
 	if err := mgr.Add(everyReplica(store.Watch)); err != nil {
 		return nil, err
+	}
+	lastGood, err := o.Policy.lastGoodConfigMap(cfg, scheme)
+	if err != nil {
+		return nil, err
+	}
+	if lastGood != nil {
+		if err := mgr.Add(&lastGoodSaver{store: store, cm: lastGood, log: log.WithName("policy"), retry: 10 * time.Second}); err != nil {
+			return nil, err
+		}
+	} else if o.Policy.Dir != "" && o.Policy.LastGood != "" {
+		log.Info("no namespace for --policy-last-good (no --policy-last-good-namespace, $POD_NAMESPACE or service account): the last good policy is not saved")
 	}
 	if controller {
 		if err := addController(mgr, store, o.Controller, as); err != nil {
@@ -172,10 +192,13 @@ func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
 func (everyReplica) NeedLeaderElection() bool          { return false }
 
 // registerWebhooks serves the mutating and validating handlers on server;
-// every decision goes to rec.
-func registerWebhooks(server webhook.Server, store *policy.Store, rec admission.Recorder) {
-	mutate := &webhook.Admission{Handler: &admission.Mutator{Policies: store, Recorder: rec}}
-	validate := &webhook.Admission{Handler: &admission.Validator{Policies: store, Recorder: rec}}
+// every decision goes to rec, marked with whether the caller presented a
+// verified client certificate (only possible when the server verifies
+// them: verifying).
+func registerWebhooks(server webhook.Server, store *policy.Store, rec admission.Recorder, verifying bool) {
+	rec = markingRecorder{next: rec}
+	mutate := &webhook.Admission{Handler: &admission.Mutator{Policies: store, Recorder: rec}, WithContextFunc: withClientVerified(verifying)}
+	validate := &webhook.Admission{Handler: &admission.Validator{Policies: store, Recorder: rec}, WithContextFunc: withClientVerified(verifying)}
 	server.Register(admission.MutatePath, mutate.WithRecoverPanic(true))
 	server.Register(admission.ValidatePath, validate.WithRecoverPanic(true))
 }

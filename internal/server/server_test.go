@@ -39,7 +39,7 @@ func TestRegisterWebhooks(t *testing.T) {
 	}
 	server := webhook.NewServer(webhook.Options{})
 	rec := &memRecorder{}
-	registerWebhooks(server, policy.StaticStore(b), rec)
+	registerWebhooks(server, policy.StaticStore(b), rec, false)
 	srv := httptest.NewServer(server.WebhookMux())
 	defer srv.Close()
 
@@ -88,5 +88,10 @@ func TestRegisterWebhooks(t *testing.T) {
 	defer rec.mu.Unlock()
 	if len(rec.records) != 2 || rec.records[0].Webhook != "mutate" || rec.records[1].Webhook != "validate" {
 		t.Errorf("records %+v", rec.records)
+	}
+	for _, r := range rec.records {
+		if r.ClientVerified {
+			t.Errorf("%s record is marked ClientVerified without client verification", r.Webhook)
+		}
 	}
 }

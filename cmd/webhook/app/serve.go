@@ -41,7 +41,7 @@ func runServe(ctx context.Context, o *ServeOptions, s streams) error {
 	ctrl.SetLogger(log)
 	ctx = logr.NewContext(ctx, log)
 
-	store, err := o.Policy.NewStore(ctx)
+	store, err := o.OpenStore(ctx)
 	if err != nil {
 		return usageError(fmt.Errorf("the policy bundle does not load, so nsprov cannot start: %w", err))
 	}
