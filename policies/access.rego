@@ -42,6 +42,7 @@ deny contains violation if {
 	old := lib.old_annotations[lib.team_key]
 	new := lib.team
 	old != new
+	not too_long[lib.team_key] # annotation-too-long says it, without the value
 	violation := {
 		"rule": "team-immutable",
 		"message": sprintf("team cannot change from %q to %q; request a new namespace for the new team, or ask a platform admin", [old, new]),
@@ -57,6 +58,7 @@ deny contains violation if {
 	old := lib.old_annotations[lib.environment_key]
 	new := lib.environment
 	old != new
+	not too_long[lib.environment_key] # annotation-too-long says it, without the value
 	violation := {
 		"rule": "environment-immutable",
 		"message": sprintf("environment cannot change from %q to %q; request a new namespace in %s instead", [old, new, new]),

@@ -12,6 +12,7 @@ deny contains violation if {
 	suffix := lib.environment_config.name_suffix
 	not endswith(lib.name, suffix)
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "name-environment-suffix",
 		"message": sprintf("namespace %q is in %s and must end with %q, for example %s%s", [lib.name, lib.environment, suffix, trim_suffix_any(lib.name), suffix]),
@@ -26,6 +27,7 @@ deny contains violation if {
 	some reserved in data.config.names.reserved_prefixes
 	startswith(lib.name, reserved)
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "name-reserved",
 		"message": sprintf("namespace %q starts with %q, which is reserved for the platform; choose another name", [lib.name, reserved]),
@@ -35,6 +37,7 @@ deny contains violation if {
 deny contains violation if {
 	lib.name in data.config.names.reserved
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "name-reserved",
 		"message": sprintf("namespace %q is a reserved name; choose another name", [lib.name]),

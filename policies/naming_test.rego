@@ -117,3 +117,12 @@ test_name_reserved_not_checked_for_bare_namespace if {
 	rules == set() with input as create(admin, ns("kube-node-lease", {}))
 	rules == set() with input as create(admin, ns("monitoring", {}))
 }
+
+# A name reserved after the namespace was created does not freeze it.
+test_name_reserved_later_not_on_update_keeping_the_request if {
+	old := {"request": {"operation": "CREATE", "userInfo": alice, "object": {"metadata": {"name": "payments-dev", "annotations": {"nsprov.io/team": "payments", "nsprov.io/environment": "development"}}}}}
+	rules == {"name-reserved"} with input as old with data.config.names.reserved as ["payments-dev"]
+	labelled := json.patch(old.request.object, [{"op": "add", "path": "/metadata/labels", "value": {"example.com/owner": "ops"}}])
+	rules == set() with input as {"request": {"operation": "UPDATE", "userInfo": admin, "object": labelled, "oldObject": old.request.object}}
+		with data.config.names.reserved as ["payments-dev"]
+}

@@ -22,6 +22,32 @@ modes := data.config.network_policies.modes
 # UPDATE test input.request.operation directly, which the rule index uses to
 # skip them on CREATE. The order does not change what a rule decides.
 
+# When the rules apply. The catalogue, naming and limit rules (this file,
+# naming.rego, limits.rego) check what a requester asks for, against data an
+# admin may change at any time. They apply when the request is made or
+# changed (request_checked), never to an UPDATE that leaves the request
+# annotations as they were: a policy edit that a namespace no longer meets
+# must not freeze it (its labels, its finalizers, its deletion); the namespace
+# audit reports it instead. The security rules (access.rego, metadata.rego:
+# who may write what) apply to every request.
+
+# request_checked holds on CREATE, on an UPDATE that changes a request
+# annotation, and on an UPDATE that changes nothing at all (object equal to
+# oldObject): that is how nsprov's namespace audit and its controller
+# re-evaluate a stored namespace against the current policy.
+request_checked if input.request.operation == "CREATE"
+
+request_checked if {
+	input.request.operation == "UPDATE"
+	some key in lib.request_keys
+	object.get(lib.annotations, key, null) != object.get(lib.old_annotations, key, null)
+}
+
+request_checked if {
+	input.request.operation == "UPDATE"
+	input.request.object == input.request.oldObject
+}
+
 # METADATA
 # title: request-required
 # description: Users outside the admin and exempt groups must request a namespace with annotations.
@@ -43,6 +69,7 @@ deny contains violation if {
 deny contains violation if {
 	not lib.team
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "team-required",
 		"message": sprintf("annotation %s is missing; set it to your team's name, for example %s=payments", [lib.team_key, lib.team_key]),
@@ -55,7 +82,9 @@ deny contains violation if {
 deny contains violation if {
 	team := lib.team
 	not lib.valid_team(team)
+	not too_long[lib.team_key]
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "team-invalid",
 		"message": sprintf("team %q is not valid; use at most 40 lower-case letters, digits and '-', starting and ending with a letter or digit", [team]),
@@ -68,6 +97,7 @@ deny contains violation if {
 deny contains violation if {
 	not lib.environment
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "environment-required",
 		"message": sprintf("annotation %s is missing; set it to one of %s", [lib.environment_key, one_of(environments)]),
@@ -80,7 +110,9 @@ deny contains violation if {
 deny contains violation if {
 	env := lib.environment
 	not data.config.environments[env]
+	not too_long[lib.environment_key]
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "environment-invalid",
 		"message": sprintf("environment %q is not known; use one of %s", [env, one_of(environments)]),
@@ -93,7 +125,9 @@ deny contains violation if {
 deny contains violation if {
 	tier := lib.annotations["nsprov.io/tier"]
 	not data.config.tiers[tier]
+	not too_long[lib.tier_key]
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "tier-invalid",
 		"message": sprintf("tier %q is not in the catalogue; use one of %s", [tier, one_of(tiers)]),
@@ -108,6 +142,7 @@ deny contains violation if {
 	not lib.tier in allowed
 	data.config.tiers[lib.tier]
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "tier-not-allowed-in-environment",
 		"message": sprintf("tier %q is not allowed in %s; use one of %s", [lib.tier, lib.environment, concat(", ", allowed)]),
@@ -120,7 +155,9 @@ deny contains violation if {
 deny contains violation if {
 	mode := lib.annotations["nsprov.io/network-policy"]
 	not data.config.network_policies.modes[mode]
+	not too_long[lib.network_policy_key]
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "network-policy-invalid",
 		"message": sprintf("network policy %q is not known; use one of %s", [mode, one_of(modes)]),
@@ -135,6 +172,7 @@ deny contains violation if {
 	not lib.network_policy in allowed
 	data.config.network_policies.modes[lib.network_policy]
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "network-policy-not-allowed-in-environment",
 		"message": sprintf("network policy %q is not allowed in %s; use one of %s", [lib.network_policy, lib.environment, concat(", ", allowed)]),
@@ -143,11 +181,15 @@ deny contains violation if {
 
 # METADATA
 # title: feature-invalid
-# description: Every requested feature is in the catalogue.
+# description: >-
+#   Every requested feature is in the catalogue. Not checked when the list is
+#   over a limit (annotation-too-long, too-many-features says so instead).
 deny contains violation if {
+	features_within_limits
 	some feature in lib.features
 	not data.config.features[feature]
 	lib.is_requested
+	request_checked
 	violation := {
 		"rule": "feature-invalid",
 		"message": sprintf("feature %q is not known; use a comma-separated list from %s", [feature, one_of(data.config.features)]),

@@ -346,3 +346,57 @@ test_violations_have_rule_and_message if {
 		v.message != ""
 	}
 }
+
+# When the rules apply: a policy edit freezes no namespace.
+
+tightened := {"development": object.union(data.config.environments.development, {"allowed_tiers": ["small", "medium"]})}
+
+stored := ns("payments-dev", {"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "micro"})
+
+labelled := json.patch(stored, [{"op": "add", "path": "/metadata/labels/example.com~1owner", "value": "ops"}])
+
+finalized := json.patch(stored, [{"op": "add", "path": "/metadata/finalizers", "value": ["foregroundDeletion"]}])
+
+root := {"username": "root", "groups": ["system:masters"]}
+
+kube_system := {"username": "system:serviceaccount:kube-system:generic-garbage-collector", "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system"]}
+
+test_catalogue_rule_on_create if {
+	rules == {"tier-not-allowed-in-environment"} with input as create(alice, stored)
+		with data.config.environments as tightened
+}
+
+test_catalogue_rule_not_on_update_keeping_the_request if {
+	rules == set() with input as update(root, stored, labelled) with data.config.environments as tightened
+	rules == set() with input as update(kube_system, stored, finalized) with data.config.environments as tightened
+	rules == set() with input as update(alice, stored, json.patch(stored, [{"op": "add", "path": "/metadata/annotations/nsprov.io~1reprovision", "value": "2"}]))
+		with data.config.environments as tightened
+}
+
+test_catalogue_rule_on_update_changing_the_request if {
+	rules == {"tier-not-allowed-in-environment"} with input as update(alice, stored, json.patch(stored, [{"op": "add", "path": "/metadata/annotations/nsprov.io~1network-policy", "value": "team"}]))
+		with data.config.environments as tightened
+	rules == set() with input as update(alice, stored, json.patch(stored, [{"op": "replace", "path": "/metadata/annotations/nsprov.io~1tier", "value": "small"}]))
+		with data.config.environments as tightened
+}
+
+# The namespace audit and the controller evaluate a stored namespace as an
+# UPDATE that changes nothing; they still see the violation.
+test_catalogue_rule_on_reevaluation_of_a_stored_namespace if {
+	controller := {"username": "system:serviceaccount:nsprov-system:nsprov", "groups": ["system:serviceaccounts", "system:serviceaccounts:nsprov-system", "system:authenticated"]}
+	rules == {"tier-not-allowed-in-environment"} with input as update(controller, stored, stored)
+		with data.config.environments as tightened
+}
+
+test_every_catalogue_rule_not_on_update_keeping_the_request if {
+	bad := ns("x", {"nsprov.io/team": "Bad_Team", "nsprov.io/environment": "nowhere", "nsprov.io/tier": "huge", "nsprov.io/network-policy": "wide", "nsprov.io/features": "nope"})
+	count(rules) >= 5 with input as create(root, bad)
+	rules == set() with input as update(root, bad, json.patch(bad, [{"op": "add", "path": "/metadata/labels/example.com~1owner", "value": "ops"}]))
+}
+
+test_security_rules_on_every_update if {
+	rules == {"metadata-not-allowed"} with input as update(alice, stored, labelled)
+		with data.config.environments as tightened
+	rules == {"managed-metadata-forged"} with input as update(alice, stored, json.patch(stored, [{"op": "add", "path": "/metadata/annotations/nsprov.io~1workflow", "value": "argo/forged"}]))
+		with data.config.environments as tightened
+}

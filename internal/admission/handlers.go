@@ -107,7 +107,9 @@ func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 	rec := newRecord(&req, "mutate", b, start)
 	in, err := decode(&req)
 	var resp admission.Response
-	if err == nil {
+	if err == nil && unchecked(in) {
+		resp = admission.Allowed("")
+	} else if err == nil {
 		var mut *policy.Mutation
 		if mut, err = b.Mutate(ctx, in); err == nil {
 			patches := patch(mut, in.Object)
@@ -136,7 +138,9 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 	rec := newRecord(&req, "validate", b, start)
 	in, err := decode(&req)
 	var resp admission.Response
-	if err == nil {
+	if err == nil && unchecked(in) {
+		resp = admission.Allowed("")
+	} else if err == nil {
 		var res *policy.Validation
 		if res, err = b.Validate(ctx, in); err == nil {
 			rec.Violations, rec.Warnings = res.Violations, res.Warnings

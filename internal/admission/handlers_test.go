@@ -91,12 +91,14 @@ func denyingReq(tb testing.TB) admission.Request {
 	}), nil)
 }
 
-// failingReq is a CREATE on which the tiny bundle's evaluation fails.
+// failingReq is a request on which the tiny bundle's evaluation fails (an
+// UPDATE adds the annotation that makes it fail: an UPDATE that changes no
+// label and no annotation is not evaluated).
 func failingReq(tb testing.TB, op admissionv1.Operation) admission.Request {
 	obj := testutil.NamespaceJSON(tb, "payments", requested(map[string]string{"example.com/fail": "yes"}), nil)
 	var old []byte
 	if op != admissionv1.Create {
-		old = obj
+		old = testutil.NamespaceJSON(tb, "payments", requested(nil), nil)
 	}
 	return testutil.AdmissionRequest(op, "payments", alice, aliceGroups, obj, old)
 }

@@ -374,6 +374,9 @@ func requestCorpus() []*Request {
 		{"search-dev", map[string]string{"nsprov.io/team": "search", "nsprov.io/environment": "development", "nsprov.io/requested-by": "someone", "nsprov.io/workflow": "forged", "nsprov.io/color": "blue"}, map[string]string{"nsprov.io/tier": "large"}},
 		{"payments-dev", map[string]string{"nsprov.io/environment": "development", "nsprov.io/tier": "small", "nsprov.io/network-policy": "team"}, nil},
 		{"payments-dev", map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "production"}, nil},
+		// Over the limits: a long team and a long features list, and more features than allowed.
+		{"payments-dev", map[string]string{"nsprov.io/team": strings.Repeat("p", 100), "nsprov.io/environment": "development", "nsprov.io/features": strings.Repeat("istio,", 300)}, nil},
+		{"payments-dev", map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/features": manyFeatures(40)}, nil},
 	}
 	ns := func(v variant) *corev1.Namespace { return testutil.Namespace(v.name, v.annotations, v.labels) }
 	var out []*Request
@@ -393,6 +396,15 @@ func requestCorpus() []*Request {
 		}
 	}
 	return out
+}
+
+// manyFeatures is a features list of n distinct entries.
+func manyFeatures(n int) string {
+	f := make([]string, n)
+	for i := range f {
+		f[i] = fmt.Sprintf("f%d", i)
+	}
+	return strings.Join(f, ",")
 }
 
 func TestCompiledBundleMatchesTopdown(t *testing.T) {
@@ -450,7 +462,7 @@ func TestCompiledBundleMatchesTopdown(t *testing.T) {
 		"environment-invalid", "tier-invalid", "tier-not-allowed-in-environment", "network-policy-invalid",
 		"network-policy-not-allowed-in-environment", "feature-invalid", "name-environment-suffix", "name-reserved",
 		"requester-not-in-team", "team-immutable", "environment-immutable", "request-annotations-removed",
-		"managed-metadata-forged"} {
+		"managed-metadata-forged", "annotation-too-long", "too-many-features"} {
 		if !rules[r] {
 			t.Errorf("no request of the corpus violates %s", r)
 		}

@@ -123,6 +123,8 @@ func TestEachRuleDenies(t *testing.T) {
 		{"network-policy-invalid", alice, dev("badnp-dev", map[string]string{netpolKey: "closed"})},
 		{"network-policy-not-allowed-in-environment", alice, request("opennp-prod", "payments", "production", map[string]string{netpolKey: "open"})},
 		{"feature-invalid", alice, dev("badfeature-dev", map[string]string{featuresKey: "istio,gpu"})},
+		{"annotation-too-long", alice, dev("longfeatures-dev", map[string]string{featuresKey: manyFeatures(20000)})},
+		{"too-many-features", alice, dev("manyfeatures-dev", map[string]string{featuresKey: manyFeatures(40)})},
 		{"name-environment-suffix", alice, dev("payments-nosuffix", nil)},
 		{"name-reserved", alice, dev("kube-payments-dev", nil)},
 		{"name-reserved", alice, dev("nsprov-payments-dev", nil)},

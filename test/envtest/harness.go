@@ -513,6 +513,15 @@ func WaitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	}
 }
 
+// StopServer stops nsprov's server (its webhooks and its controller) and
+// waits until it has ended; the API server's calls to the webhooks then fail,
+// as while nsprov is down. The control plane, Argo and kube-controller-manager
+// keep running.
+func (e *Env) StopServer() {
+	e.cancel()
+	WaitGroupTimeout(&e.wg, 30*time.Second)
+}
+
 // Stop stops the webhooks, the controller, Argo and the control plane.
 func (e *Env) Stop() error {
 	if e.cancel != nil {

@@ -56,6 +56,21 @@ outside the exempt users and groups.
 {{ include "nsprov.carries" "object" }} || (oldObject != null && ({{ include "nsprov.carries" "oldObject" }})) || (request.operation == 'CREATE' && !(request.userInfo.username in {{ include "nsprov.celList" .Values.webhook.exemptUsers }}) && !(has(request.userInfo.groups) && request.userInfo.groups.exists(g, g in {{ include "nsprov.celList" .Values.webhook.exemptGroups }})))
 {{- end }}
 
+{{/*
+The match conditions that keep a namespace from ever being frozen by nsprov:
+an UPDATE of a namespace being deleted (deletionTimestamp set), and an UPDATE
+that changes neither labels nor annotations (the only metadata nsprov's
+policy reads; the garbage collector's and other controllers' finalizer
+patches are such updates), never reach nsprov, so they succeed even while
+nsprov is down or its policy has changed.
+*/}}
+{{- define "nsprov.notTerminating" -}}
+request.operation != 'UPDATE' || !has(object.metadata.deletionTimestamp)
+{{- end }}
+{{- define "nsprov.metadataChanges" -}}
+request.operation != 'UPDATE' || (has(object.metadata.labels) ? object.metadata.labels : {}) != (has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}) || (has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})
+{{- end }}
+
 {{/* Namespaces the webhooks never see. */}}
 {{- define "nsprov.exemptNamespaces" -}}
 {{- $ns := concat .Values.webhook.exemptNamespaces (list .Release.Namespace .Values.argo.namespace) | uniq }}
@@ -83,6 +98,10 @@ namespaceSelector:
 matchConditions:
   - name: nsprov-relevant
     expression: {{ include "nsprov.matchExpression" . | quote }}
+  - name: nsprov-not-terminating
+    expression: {{ include "nsprov.notTerminating" . | quote }}
+  - name: nsprov-metadata-changes
+    expression: {{ include "nsprov.metadataChanges" . | quote }}
 {{- end }}
 
 {{/* The webhook configurations' annotations. */}}

@@ -33,6 +33,16 @@ const relevant = `(has(object.metadata.annotations) && object.metadata.annotatio
 	`(oldObject != null && ((has(oldObject.metadata.annotations) && oldObject.metadata.annotations.exists(k, k.startsWith('nsprov.io/'))) || ` +
 	`(has(oldObject.metadata.labels) && oldObject.metadata.labels.exists(k, k.startsWith('nsprov.io/'))))) || `
 
+// notTerminating and metadataChanges are the webhooks' other match
+// conditions: nsprov never sees an update of a namespace being deleted, nor
+// an update that changes neither labels nor annotations (a finalizer patch).
+const (
+	notTerminating  = `request.operation != 'UPDATE' || !has(object.metadata.deletionTimestamp)`
+	metadataChanges = `request.operation != 'UPDATE' || ` +
+		`(has(object.metadata.labels) ? object.metadata.labels : {}) != (has(oldObject.metadata.labels) ? oldObject.metadata.labels : {}) || ` +
+		`(has(object.metadata.annotations) ? object.metadata.annotations : {}) != (has(oldObject.metadata.annotations) ? oldObject.metadata.annotations : {})`
+)
+
 // TestWebhookConfigurations: the chart's webhook configurations, the only
 // copy there is (the envtest harness installs them too), route CREATE and
 // UPDATE of namespaces to nsprov's two paths, with the failure policy,
@@ -83,7 +93,11 @@ func TestWebhookConfigurations(t *testing.T) {
 					Scope: ptr.To(admissionregistrationv1.ClusterScope),
 				},
 			}}
-			match := []admissionregistrationv1.MatchCondition{{Name: "nsprov-relevant", Expression: relevant + tc.exemption}}
+			match := []admissionregistrationv1.MatchCondition{
+				{Name: "nsprov-relevant", Expression: relevant + tc.exemption},
+				{Name: "nsprov-not-terminating", Expression: notTerminating},
+				{Name: "nsprov-metadata-changes", Expression: metadataChanges},
+			}
 			wantM := []admissionregistrationv1.MutatingWebhook{{
 				Name:                    admission.MutatingWebhookName,
 				ClientConfig:            client(admission.MutatePath),
