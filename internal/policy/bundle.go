@@ -10,6 +10,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"testing/fstest"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
@@ -236,10 +237,11 @@ func hiddenOrUnknown(info fs.FileInfo) bool {
 	return true
 }
 
-// revisionOf hashes every file the loader reads, in a stable order. Like the
-// loader it follows symbolic links, so a mounted ConfigMap (whose entries are
-// links into a ..data directory) hashes the same as a plain copy.
-func revisionOf(fsys fs.FS) (string, error) {
+// bundleFiles lists every file the loader reads, in a stable order, and
+// checks the bundle's size. Like the loader it follows symbolic links, so a
+// mounted ConfigMap (whose entries are links into a ..data directory) lists
+// the same as a plain copy.
+func bundleFiles(fsys fs.FS) ([]string, error) {
 	var files []string
 	var size int64
 	var walk func(dir string, depth int) error
@@ -272,12 +274,21 @@ func revisionOf(fsys fs.FS) (string, error) {
 		return nil
 	}
 	if err := walk(".", 0); err != nil {
-		return "", err
+		return nil, err
 	}
 	if len(files) > maxBundleFiles || size > maxBundleSizeMB<<20 {
-		return "", fmt.Errorf("bundle is too large (%d files, %d bytes); the limit is %d files and %d MiB", len(files), size, maxBundleFiles, maxBundleSizeMB)
+		return nil, fmt.Errorf("bundle is too large (%d files, %d bytes); the limit is %d files and %d MiB", len(files), size, maxBundleFiles, maxBundleSizeMB)
 	}
 	sort.Strings(files)
+	return files, nil
+}
+
+// revisionOf hashes every file the loader reads, in a stable order.
+func revisionOf(fsys fs.FS) (string, error) {
+	files, err := bundleFiles(fsys)
+	if err != nil {
+		return "", err
+	}
 	h := sha256.New()
 	for _, f := range files {
 		content, err := fs.ReadFile(fsys, f)
@@ -288,6 +299,84 @@ func revisionOf(fsys fs.FS) (string, error) {
 		h.Write(content)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// Layer returns the files of base with the files of overlay layered over
+// them: a file of overlay replaces base's file of the same path, or is
+// added. Both are read once; the result is a copy in memory.
+func Layer(base, overlay fs.FS) (fs.FS, error) {
+	out := fstest.MapFS{}
+	for _, fsys := range []fs.FS{base, overlay} {
+		files, err := bundleFiles(fsys)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			content, err := fs.ReadFile(fsys, f)
+			if err != nil {
+				return nil, err
+			}
+			out[f] = &fstest.MapFile{Data: content, Mode: 0o444}
+		}
+	}
+	if _, err := bundleFiles(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// layered is the bundle in dir (the embedded one when dir is empty) with the
+// files of overlayDir (when not empty) layered over it, and a name for it.
+func layered(dir, overlayDir string) (fs.FS, string, error) {
+	var base fs.FS = policies.Bundle
+	source := "embedded"
+	if dir != "" {
+		info, err := os.Stat(dir)
+		if err != nil {
+			return nil, "", fmt.Errorf("policy directory: %w", err)
+		}
+		if !info.IsDir() {
+			return nil, "", fmt.Errorf("policy directory %s is not a directory", dir)
+		}
+		base, source = os.DirFS(dir), dir
+	}
+	if overlayDir == "" {
+		return base, source, nil
+	}
+	info, err := os.Stat(overlayDir)
+	if err != nil {
+		return nil, "", fmt.Errorf("policy overlay directory: %w", err)
+	}
+	if !info.IsDir() {
+		return nil, "", fmt.Errorf("policy overlay directory %s is not a directory", overlayDir)
+	}
+	source += " with " + overlayDir + " layered over it"
+	fsys, err := Layer(base, os.DirFS(overlayDir))
+	if err != nil {
+		return nil, "", fmt.Errorf("policy bundle %s: %w", source, err)
+	}
+	return fsys, source, nil
+}
+
+// LoadLayered compiles the bundle in dir (the embedded one when dir is
+// empty) with the files of overlayDir (when not empty) layered over it (see
+// Layer): an installation's own data, such as the chart's
+// config/install.yaml, replaces the bundle's default file.
+func LoadLayered(ctx context.Context, dir, overlayDir string) (*Bundle, error) {
+	fsys, source, err := layered(dir, overlayDir)
+	if err != nil {
+		return nil, err
+	}
+	return Load(ctx, fsys, source)
+}
+
+// layeredRevision is the revision LoadLayered would give the bundle.
+func layeredRevision(dir, overlayDir string) (string, error) {
+	fsys, _, err := layered(dir, overlayDir)
+	if err != nil {
+		return "", err
+	}
+	return revisionOf(fsys)
 }
 
 func dirRevision(dir string) (string, error) {

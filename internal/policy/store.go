@@ -23,6 +23,7 @@ type Store struct {
 	changed   chan struct{} // closed and replaced when the status changes
 	status    Status        // guarded by mu, except status.Bundle (current)
 	dir       string
+	overlay   string
 	interval  time.Duration
 	cacheSize int
 	evaluator string
@@ -44,19 +45,19 @@ type Status struct {
 // NewStore loads the embedded bundle, or the bundle in dir when dir is not
 // empty, and fails when it does not compile.
 func NewStore(ctx context.Context, dir string) (*Store, error) {
-	var (
-		b   *Bundle
-		err error
-	)
-	if dir == "" {
-		b, err = LoadEmbedded(ctx)
-	} else {
-		b, err = LoadDir(ctx, dir)
-	}
+	return NewLayeredStore(ctx, dir, "")
+}
+
+// NewLayeredStore loads the bundle in dir (the embedded one when dir is
+// empty) with the files of overlayDir (when not empty) layered over it (see
+// LoadLayered), and fails when it does not compile. Watch follows both
+// directories.
+func NewLayeredStore(ctx context.Context, dir, overlayDir string) (*Store, error) {
+	b, err := LoadLayered(ctx, dir, overlayDir)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize}
+	s := &Store{dir: dir, overlay: overlayDir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize}
 	s.current.Store(b)
 	return s, nil
 }
@@ -142,16 +143,16 @@ func (s *Store) SetEvaluator(name string) error {
 // SetInterval sets how often Watch looks at the directory (default 2s).
 func (s *Store) SetInterval(d time.Duration) { s.interval = d }
 
-// Watch polls the policy directory until ctx ends and swaps in a new bundle
-// when the revision of its files changes; Changed and Status report both
+// Watch polls the policy directory and the overlay directory until ctx ends
+// and swaps in a new bundle when the revision of their files changes; Changed and Status report both
 // reloads and rejected changes. Polling, rather than inotify, also
 // sees the atomic symlink swap of a mounted ConfigMap. It returns at once for a
-// store without a directory. It satisfies controller-runtime's Runnable.
+// store without a directory or overlay. It satisfies controller-runtime's Runnable.
 func (s *Store) Watch(ctx context.Context) error {
-	if s.dir == "" {
+	if s.dir == "" && s.overlay == "" {
 		return nil
 	}
-	log := logr.FromContextOrDiscard(ctx).WithValues("policyDir", s.dir)
+	log := logr.FromContextOrDiscard(ctx).WithValues("policyDir", s.dir, "policyOverlayDir", s.overlay)
 	failed := ""
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
@@ -161,7 +162,7 @@ func (s *Store) Watch(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		rev, err := dirRevision(s.dir)
+		rev, err := layeredRevision(s.dir, s.overlay)
 		if err != nil || rev == s.Bundle().Revision || rev == failed {
 			if err != nil && failed != "unreadable" {
 				log.Error(err, "cannot read the policy directory; the active policy keeps serving", "revision", s.Bundle().Revision)
@@ -169,7 +170,7 @@ func (s *Store) Watch(ctx context.Context) error {
 			}
 			continue
 		}
-		b, err := LoadDir(ctx, s.dir)
+		b, err := LoadLayered(ctx, s.dir, s.overlay)
 		if err != nil {
 			failed = rev
 			log.Error(err, "the changed policy does not load; the active policy keeps serving", "revision", s.Bundle().Revision, "rejectedRevision", rev)
