@@ -228,6 +228,11 @@ func (e *Env) installChart(ctx context.Context, port int) (*unstructured.Unstruc
 	if deployment == nil {
 		return nil, errors.New("the chart rendered no Deployment")
 	}
+	// The ConfigMaps the pod mounts (the chart's config/install.yaml) as
+	// local directories.
+	if err := chartrender.Localize(deployment, objs, filepath.Join(e.stateDir, "mounts")); err != nil {
+		return nil, err
+	}
 	return deployment, nil
 }
 
