@@ -341,7 +341,8 @@ func (e *Env) waitForWebhooks(ctx context.Context) error {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "probe-dev"}}
 		err := c.Create(ctx, ns, client.DryRunAll)
 		if err != nil && strings.Contains(err.Error(), "request-required") {
-			return nil
+			// What the chart's nsprov-activate hook does next.
+			return activateWebhooks(ctx, e.Client)
 		}
 		select {
 		case code := <-e.served:
@@ -422,4 +423,31 @@ func (e *Env) Stop() error {
 		err = errors.Join(err, e.log.Close())
 	}
 	return err
+}
+
+// activateWebhooks sets the failurePolicy the chart's values ask for
+// (annotation nsprov.io/failure-policy) on both webhook configurations, as
+// the chart's nsprov-activate hook does once nsprov answers.
+func activateWebhooks(ctx context.Context, c client.Client) error {
+	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		obj := &unstructured.Unstructured{}
+		obj.SetAPIVersion("admissionregistration.k8s.io/v1")
+		obj.SetKind(kind)
+		if err := c.Get(ctx, client.ObjectKey{Name: "nsprov"}, obj); err != nil {
+			return fmt.Errorf("activating the webhooks: %w", err)
+		}
+		hooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
+		for i, h := range hooks {
+			hook, _ := h.(map[string]any)
+			hook["failurePolicy"] = obj.GetAnnotations()["nsprov.io/failure-policy"]
+			hooks[i] = hook
+		}
+		if err := unstructured.SetNestedSlice(obj.Object, hooks, "webhooks"); err != nil {
+			return err
+		}
+		if err := c.Update(ctx, obj); err != nil {
+			return fmt.Errorf("activating the webhooks: %w", err)
+		}
+	}
+	return nil
 }
