@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -430,24 +431,32 @@ func (e *Env) Stop() error {
 // the chart's nsprov-activate hook does once nsprov answers.
 func activateWebhooks(ctx context.Context, c client.Client) error {
 	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
-		obj := &unstructured.Unstructured{}
-		obj.SetAPIVersion("admissionregistration.k8s.io/v1")
-		obj.SetKind(kind)
-		if err := c.Get(ctx, client.ObjectKey{Name: "nsprov"}, obj); err != nil {
-			return fmt.Errorf("activating the webhooks: %w", err)
-		}
-		hooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
-		for i, h := range hooks {
-			hook, _ := h.(map[string]any)
-			hook["failurePolicy"] = obj.GetAnnotations()["nsprov.io/failure-policy"]
-			hooks[i] = hook
-		}
-		if err := unstructured.SetNestedSlice(obj.Object, hooks, "webhooks"); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { return activate(ctx, c, kind) }); err != nil {
 			return err
 		}
-		if err := c.Update(ctx, obj); err != nil {
-			return fmt.Errorf("activating the webhooks: %w", err)
-		}
+	}
+	return nil
+}
+
+// activate sets the failurePolicy of the webhook configuration of kind.
+func activate(ctx context.Context, c client.Client, kind string) error {
+	obj := &unstructured.Unstructured{}
+	obj.SetAPIVersion("admissionregistration.k8s.io/v1")
+	obj.SetKind(kind)
+	if err := c.Get(ctx, client.ObjectKey{Name: "nsprov"}, obj); err != nil {
+		return fmt.Errorf("activating the webhooks: %w", err)
+	}
+	hooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
+	for i, h := range hooks {
+		hook, _ := h.(map[string]any)
+		hook["failurePolicy"] = obj.GetAnnotations()["nsprov.io/failure-policy"]
+		hooks[i] = hook
+	}
+	if err := unstructured.SetNestedSlice(obj.Object, hooks, "webhooks"); err != nil {
+		return err
+	}
+	if err := c.Update(ctx, obj); err != nil {
+		return fmt.Errorf("activating the webhooks: %w", err)
 	}
 	return nil
 }
