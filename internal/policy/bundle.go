@@ -39,6 +39,9 @@ type Bundle struct {
 	Revision string
 	// Source says where the bundle came from: "embedded" or a directory.
 	Source string
+	// Overlay is the directory whose files were layered over Source's (see
+	// LoadLayered), or empty.
+	Overlay string
 	// Evaluator says how the queries are evaluated: "compiled", or "topdown"
 	// with the reason the bundle could not be compiled (see compiled.go).
 	Evaluator string
@@ -367,7 +370,16 @@ func LoadLayered(ctx context.Context, dir, overlayDir string) (*Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Load(ctx, fsys, source)
+	b, err := Load(ctx, fsys, source)
+	if err != nil {
+		return nil, err
+	}
+	// Errors name both directories; the bundle's source stays its own.
+	b.Source, b.Overlay = "embedded", overlayDir
+	if dir != "" {
+		b.Source = dir
+	}
+	return b, nil
 }
 
 // layeredRevision is the revision LoadLayered would give the bundle.

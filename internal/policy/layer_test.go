@@ -64,8 +64,8 @@ func TestLoadLayered(t *testing.T) {
 	if b.Revision == embedded.Revision {
 		t.Error("the overlay did not change the revision")
 	}
-	if !strings.Contains(b.Source, "embedded") || !strings.Contains(b.Source, overlay) {
-		t.Errorf("source %q, want it to name the embedded bundle and %s", b.Source, overlay)
+	if b.Source != "embedded" || b.Overlay != overlay {
+		t.Errorf("source %q, overlay %q; want embedded and %s", b.Source, b.Overlay, overlay)
 	}
 	install := b.data["config"].(map[string]any)["install"].(map[string]any)
 	if install["namespace"] != "platform-tools" || install["argo_namespace"] != "workflows" {
@@ -97,6 +97,9 @@ func TestLoadLayered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if fromDir.Source != dir || fromDir.Overlay != overlay {
+		t.Errorf("source %q, overlay %q; want %s and %s", fromDir.Source, fromDir.Overlay, dir, overlay)
+	}
 	if fromDir.Revision != b.Revision {
 		t.Errorf("the same files layered over a copy of the embedded bundle have revision %s, want %s", fromDir.Revision, b.Revision)
 	}
@@ -106,7 +109,7 @@ func TestLoadLayered(t *testing.T) {
 	}{
 		{"missing overlay", "", filepath.Join(overlay, "missing"), "policy overlay directory"},
 		{"overlay is a file", "", filepath.Join(overlay, "config", "install.yaml"), "is not a directory"},
-		{"broken overlay data", "", overlayDir(t, map[string]string{"config/install.yaml": "install: [\n"}), "install.yaml"},
+		{"broken overlay data", "", overlayDir(t, map[string]string{"config/install.yaml": "install: [\n"}), "layered over it"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := LoadLayered(ctx, tc.dir, tc.overlay); err == nil || !strings.Contains(err.Error(), tc.want) {
