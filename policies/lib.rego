@@ -116,6 +116,9 @@ is_exempt if {
 
 is_manager if username in access.manager_users
 
+# nsprov's own identities in this installation (config/install.yaml).
+is_manager if username in data.config.install.manager_users
+
 is_manager if {
 	some g in groups
 	g in access.manager_groups

@@ -130,6 +130,20 @@ test_manager_users if {
 	not lib.is_manager with input as req("system:serviceaccount:argo:other", [], ns({}))
 }
 
+# The chart renders config/install.yaml from its release: nsprov's identities
+# follow the release namespace and argo.namespace, and the defaults are no
+# longer trusted.
+test_manager_users_follow_install if {
+	install := {"namespace": "platform-tools", "argo_namespace": "workflows", "manager_users": [
+		"system:serviceaccount:platform-tools:nsprov",
+		"system:serviceaccount:workflows:nsprov-provisioner",
+	]}
+	lib.is_manager with input as req("system:serviceaccount:platform-tools:nsprov", [], ns({})) with data.config.install as install
+	lib.is_manager with input as req("system:serviceaccount:workflows:nsprov-provisioner", [], ns({})) with data.config.install as install
+	not lib.is_manager with input as req("system:serviceaccount:nsprov-system:nsprov", [], ns({})) with data.config.install as install
+	not lib.is_manager with input as req("system:serviceaccount:argo:nsprov-provisioner", [], ns({})) with data.config.install as install
+}
+
 test_missing_user_info_defaults if {
 	lib.username == "" with input as {"request": {"operation": "CREATE", "object": ns({})}}
 	lib.groups == [] with input as {"request": {"operation": "CREATE", "object": ns({})}}

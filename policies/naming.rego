@@ -35,7 +35,7 @@ deny contains violation if {
 }
 
 deny contains violation if {
-	lib.name in data.config.names.reserved
+	lib.name in reserved_names
 	lib.is_requested
 	request_checked
 	violation := {
@@ -43,6 +43,14 @@ deny contains violation if {
 		"message": sprintf("namespace %q is a reserved name; choose another name", [lib.name]),
 	}
 }
+
+# reserved_names are names.reserved and the namespaces nsprov runs in
+# (config/install.yaml, which the chart renders from its release).
+reserved_names contains name if some name in data.config.names.reserved
+
+reserved_names contains data.config.install.namespace
+
+reserved_names contains data.config.install.argo_namespace
 
 # trim_suffix_any(name) strips any environment suffix, for the example in the message.
 trim_suffix_any(name) := sort(trimmed)[0] if {

@@ -102,6 +102,18 @@ test_name_reserved_prefix_and_exact_both_reported if {
 	count(violations) == 2
 }
 
+# An installation in platform-tools with Argo in workflows (the chart's
+# config/install.yaml) reserves those namespaces, and no longer the defaults.
+platform_tools := {"namespace": "platform-tools", "argo_namespace": "workflows", "manager_users": []}
+
+test_name_reserved_install_namespaces if {
+	msgs := messages_of("name-reserved") with input as request("platform-tools", "development")
+		with data.config.install as platform_tools
+	msgs == {`namespace "platform-tools" is a reserved name; choose another name`}
+	"name-reserved" in rules with input as request("workflows", "development") with data.config.install as platform_tools
+	not "name-reserved" in rules with input as request("platform-tools", "development")
+}
+
 test_name_reserved_allowed_similar_names if {
 	rules == set() with input as request("kubeflow-dev", "development")
 	rules == set() with input as request("my-kube-dev", "development")

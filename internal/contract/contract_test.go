@@ -115,7 +115,7 @@ func TestRegoConstantsMatch(t *testing.T) {
 		}
 	})
 	t.Run("nsprov's identity is a manager", func(t *testing.T) {
-		managers := sortedStrings(t, evalEmbedded(t, "data.config.access.manager_users"))
+		managers := sortedStrings(t, evalEmbedded(t, "data.config.install.manager_users"))
 		if !slices.Contains(managers, contract.DefaultUsername) {
 			t.Errorf("the policy's manager_users %v lack nsprov's identity %s", managers, contract.DefaultUsername)
 		}

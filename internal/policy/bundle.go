@@ -38,6 +38,9 @@ type Bundle struct {
 	Revision string
 	// Source says where the bundle came from: "embedded" or a directory.
 	Source string
+	// Overlay is the directory whose files were layered over Source's (see
+	// LoadLayered), or empty.
+	Overlay string
 	// Evaluator says how the queries are evaluated: "compiled", or "topdown"
 	// with the reason the bundle could not be compiled (see compiled.go).
 	Evaluator string
@@ -236,10 +239,11 @@ func hiddenOrUnknown(info fs.FileInfo) bool {
 	return true
 }
 
-// revisionOf hashes every file the loader reads, in a stable order. Like the
-// loader it follows symbolic links, so a mounted ConfigMap (whose entries are
-// links into a ..data directory) hashes the same as a plain copy.
-func revisionOf(fsys fs.FS) (string, error) {
+// bundleFiles lists every file the loader reads, in a stable order, and
+// checks the bundle's size. Like the loader it follows symbolic links, so a
+// mounted ConfigMap (whose entries are links into a ..data directory) lists
+// the same as a plain copy.
+func bundleFiles(fsys fs.FS) ([]string, error) {
 	var files []string
 	var size int64
 	var walk func(dir string, depth int) error
@@ -272,12 +276,21 @@ func revisionOf(fsys fs.FS) (string, error) {
 		return nil
 	}
 	if err := walk(".", 0); err != nil {
-		return "", err
+		return nil, err
 	}
 	if len(files) > maxBundleFiles || size > maxBundleSizeMB<<20 {
-		return "", fmt.Errorf("bundle is too large (%d files, %d bytes); the limit is %d files and %d MiB", len(files), size, maxBundleFiles, maxBundleSizeMB)
+		return nil, fmt.Errorf("bundle is too large (%d files, %d bytes); the limit is %d files and %d MiB", len(files), size, maxBundleFiles, maxBundleSizeMB)
 	}
 	sort.Strings(files)
+	return files, nil
+}
+
+// revisionOf hashes every file the loader reads, in a stable order.
+func revisionOf(fsys fs.FS) (string, error) {
+	files, err := bundleFiles(fsys)
+	if err != nil {
+		return "", err
+	}
 	h := sha256.New()
 	for _, f := range files {
 		content, err := fs.ReadFile(fsys, f)
@@ -288,6 +301,16 @@ func revisionOf(fsys fs.FS) (string, error) {
 		h.Write(content)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// LoadLayered compiles the bundle in dir (the embedded one when dir is
+// empty) with the files of overlayDir (when not empty) layered over it: a
+// file of the overlay replaces the bundle's file of the same path, or is
+// added. An installation's own data, such as the chart's config/install.yaml,
+// replaces the bundle's default file this way.
+func LoadLayered(ctx context.Context, dir, overlayDir string) (*Bundle, error) {
+	b, _, _, err := loadFiles(ctx, dir, overlayDir)
+	return b, err
 }
 
 func dirRevision(dir string) (string, error) {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/nsprov/nsprov/policies"
 )
 
 // Store holds the active bundle. Readers call Bundle on every request; it is a
@@ -32,6 +34,7 @@ type Store struct {
 	loaded    string        // revision of the directory's files that are active ("" before any loaded); guarded by mu
 	broken    string        // revision of the directory's files that did not load at start
 	dir       string
+	overlay   string
 	interval  time.Duration
 	cacheSize int
 	evaluator string
@@ -120,18 +123,104 @@ func ReadFiles(dir string) (Files, error) {
 	return files, nil
 }
 
-// loadFiles reads and compiles the bundle in dir, and returns it with its
-// files; on error, rev is the revision of the files that did not load, or
-// "" when they could not be read.
-func loadFiles(ctx context.Context, dir string) (b *Bundle, files Files, rev string, err error) {
-	if files, err = ReadFiles(dir); err != nil {
+// readLayered reads the files of the bundle in dir (the embedded bundle's
+// when dir is empty) with the files of overlayDir (when not empty) layered
+// over them: a file of the overlay replaces the bundle's file of the same
+// path, or is added. It returns a name for the result, for errors.
+func readLayered(dir, overlayDir string) (Files, string, error) {
+	isDir := func(what, d string) error {
+		info, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if !info.IsDir() {
+			return fmt.Errorf("%s %s is not a directory", what, d)
+		}
+		return nil
+	}
+	var (
+		files  Files
+		source = "embedded"
+		err    error
+	)
+	if dir != "" {
+		if err := isDir("policy directory", dir); err != nil {
+			return nil, "", err
+		}
+		source = dir
+		files, err = ReadFiles(dir)
+	} else {
+		files, err = embeddedFiles()
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if overlayDir == "" {
+		return files, source, nil
+	}
+	if err := isDir("policy overlay directory", overlayDir); err != nil {
+		return nil, "", err
+	}
+	over, err := ReadFiles(overlayDir)
+	if err != nil {
+		return nil, "", err
+	}
+	for p, data := range over {
+		files[p] = data
+	}
+	source += " with " + overlayDir + " layered over it"
+	if _, err := bundleFiles(files.FS()); err != nil {
+		return nil, "", fmt.Errorf("policy bundle %s: %w", source, err)
+	}
+	return files, source, nil
+}
+
+// embeddedFiles are the files of the embedded bundle.
+func embeddedFiles() (Files, error) {
+	paths, err := bundleFiles(policies.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	files := make(Files, len(paths))
+	for _, p := range paths {
+		if files[p], err = fs.ReadFile(policies.Bundle, p); err != nil {
+			return nil, err
+		}
+	}
+	return files, nil
+}
+
+// loadFiles reads and compiles the bundle in dir with overlayDir layered over
+// it (see readLayered), and returns it with its files; on error, rev is the
+// revision of the files that did not load, or "" when they could not be
+// read.
+func loadFiles(ctx context.Context, dir, overlayDir string) (b *Bundle, files Files, rev string, err error) {
+	files, source, err := readLayered(dir, overlayDir)
+	if err != nil {
 		return nil, nil, "", err
 	}
 	if rev, err = files.Revision(); err != nil {
-		return nil, nil, "", fmt.Errorf("policy bundle %s: %w", dir, err)
+		return nil, nil, "", fmt.Errorf("policy bundle %s: %w", source, err)
 	}
-	b, err = Load(ctx, files.FS(), dir)
-	return b, files, rev, err
+	if b, err = loadLayeredFiles(ctx, files, source, dir, overlayDir); err != nil {
+		return nil, nil, rev, err
+	}
+	return b, files, rev, nil
+}
+
+// loadLayeredFiles compiles the files readLayered read from dir and
+// overlayDir.
+func loadLayeredFiles(ctx context.Context, files Files, source, dir, overlayDir string) (*Bundle, error) {
+	b, err := Load(ctx, files.FS(), source)
+	if err != nil {
+		return nil, err
+	}
+	// Errors name both directories; the bundle's source stays its own.
+	b.Source, b.Overlay = "embedded", overlayDir
+	if dir != "" {
+		b.Source = dir
+	}
+	return b, nil
 }
 
 // LastGood is a bundle that loaded before, kept outside its directory (nsprov
@@ -150,23 +239,21 @@ type LastGood struct {
 // ErrNoLastGood is what a last-good lookup returns when no bundle was kept.
 var ErrNoLastGood = errors.New("no last good bundle was saved")
 
-// NewStoreWithLastGood loads the bundle in dir like NewStore. When it does
-// not load, the store serves the bundle lastGood returns instead, with the
-// failure recorded as a rejection (Status.LastGood is true), and Watch keeps
-// trying the directory. Without a last good bundle (lastGood is nil or
-// fails) it fails: it never falls back to the embedded bundle, which may be
-// more permissive than the administrator's.
-func NewStoreWithLastGood(ctx context.Context, dir string, lastGood func(context.Context) (*LastGood, error)) (*Store, error) {
-	if dir == "" {
-		return NewStore(ctx, "")
-	}
-	b, files, rev, err := loadFiles(ctx, dir)
+// NewStoreWithLastGood loads the bundle in dir with overlayDir layered over
+// it like NewLayeredStore. When it does not load, the store serves the
+// bundle lastGood returns instead, with the failure recorded as a rejection
+// (Status.LastGood is true), and Watch keeps trying the directory. Without a
+// last good bundle (lastGood is nil or fails) it fails: it never falls back
+// to the embedded bundle, which may be more permissive than the
+// administrator's.
+func NewStoreWithLastGood(ctx context.Context, dir, overlayDir string, lastGood func(context.Context) (*LastGood, error)) (*Store, error) {
+	b, files, rev, err := loadFiles(ctx, dir, overlayDir)
 	if err == nil {
-		s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, files: files, loaded: b.Revision}
+		s := &Store{dir: dir, overlay: overlayDir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, files: files, loaded: b.Revision}
 		s.current.Store(b)
 		return s, nil
 	}
-	if lastGood == nil {
+	if lastGood == nil || dir == "" {
 		return nil, err
 	}
 	lg, lerr := lastGood(ctx)
@@ -180,7 +267,7 @@ func NewStoreWithLastGood(ctx context.Context, dir string, lastGood func(context
 	if lerr != nil {
 		return nil, fmt.Errorf("%w; and the last good bundle from %s does not load either (%w): fix the policy", err, lg.Origin, lerr)
 	}
-	s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, files: lg.Files, broken: rev}
+	s := &Store{dir: dir, overlay: overlayDir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, files: lg.Files, broken: rev}
 	if rev == "" {
 		s.broken = "unreadable"
 	}
@@ -192,16 +279,14 @@ func NewStoreWithLastGood(ctx context.Context, dir string, lastGood func(context
 // NewStore loads the embedded bundle, or the bundle in dir when dir is not
 // empty, and fails when it does not compile.
 func NewStore(ctx context.Context, dir string) (*Store, error) {
-	if dir != "" {
-		return NewStoreWithLastGood(ctx, dir, nil)
-	}
-	b, err := LoadEmbedded(ctx)
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize}
-	s.current.Store(b)
-	return s, nil
+	return NewLayeredStore(ctx, dir, "")
+}
+
+// NewLayeredStore loads the bundle in dir (the embedded one when dir is
+// empty) with the files of overlayDir (when not empty) layered over it, and
+// fails when it does not compile. Watch follows both directories.
+func NewLayeredStore(ctx context.Context, dir, overlayDir string) (*Store, error) {
+	return NewStoreWithLastGood(ctx, dir, overlayDir, nil)
 }
 
 // StaticStore serves one bundle and never changes.
@@ -260,9 +345,13 @@ func (s *Store) swap(b *Bundle, files Files) {
 	})
 }
 
-// Files returns the files of the active bundle, nil when it is the embedded
-// one or a StaticStore's. They must not be modified.
+// Files returns the files of the active bundle (with the overlay's), nil
+// when its base is the embedded bundle or it is a StaticStore's. They must
+// not be modified.
 func (s *Store) Files() Files {
+	if s.dir == "" {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.files
@@ -297,16 +386,17 @@ func (s *Store) SetEvaluator(name string) error {
 // SetInterval sets how often Watch looks at the directory (default 2s).
 func (s *Store) SetInterval(d time.Duration) { s.interval = d }
 
-// Watch polls the policy directory until ctx ends and swaps in a new bundle
-// when the revision of its files changes; Changed and Status report both
-// reloads and rejected changes. Polling, rather than inotify, also
-// sees the atomic symlink swap of a mounted ConfigMap. It returns at once for a
-// store without a directory. It satisfies controller-runtime's Runnable.
+// Watch polls the policy directory and the overlay directory until ctx ends
+// and swaps in a new bundle when the revision of their files changes;
+// Changed and Status report both reloads and rejected changes. Polling,
+// rather than inotify, also sees the atomic symlink swap of a mounted
+// ConfigMap. It returns at once for a store without a directory or overlay.
+// It satisfies controller-runtime's Runnable.
 func (s *Store) Watch(ctx context.Context) error {
-	if s.dir == "" {
+	if s.dir == "" && s.overlay == "" {
 		return nil
 	}
-	log := logr.FromContextOrDiscard(ctx).WithValues("policyDir", s.dir)
+	log := logr.FromContextOrDiscard(ctx).WithValues("policyDir", s.dir, "policyOverlayDir", s.overlay)
 	failed := s.broken
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
@@ -316,7 +406,7 @@ func (s *Store) Watch(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		files, err := ReadFiles(s.dir)
+		files, source, err := readLayered(s.dir, s.overlay)
 		var rev string
 		if err == nil {
 			rev, err = files.Revision()
@@ -331,7 +421,7 @@ func (s *Store) Watch(ctx context.Context) error {
 			}
 			continue
 		}
-		b, err := Load(ctx, files.FS(), s.dir)
+		b, err := loadLayeredFiles(ctx, files, source, s.dir, s.overlay)
 		if err != nil {
 			failed = rev
 			log.Error(err, "the changed policy does not load; the active policy keeps serving", "revision", s.Bundle().Revision, "rejectedRevision", rev)

@@ -522,7 +522,7 @@ func TestStoreWithLastGood(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := NewStoreWithLastGood(ctx, tt.dir, tt.lastGood)
+			s, err := NewStoreWithLastGood(ctx, tt.dir, "", tt.lastGood)
 			if tt.wantErr != nil {
 				if err == nil {
 					t.Fatalf("store serving %s, want an error", s.Bundle().Source)
@@ -552,7 +552,7 @@ func TestStoreWithLastGood(t *testing.T) {
 
 	// Watching: the broken directory is not rejected again, the fixed one
 	// replaces the last good bundle.
-	s, err := NewStoreWithLastGood(ctx, broken, func(context.Context) (*LastGood, error) { return saved, nil })
+	s, err := NewStoreWithLastGood(ctx, broken, "", func(context.Context) (*LastGood, error) { return saved, nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -206,7 +206,7 @@ func (o *Options) OpenStore(ctx context.Context) (*policy.Store, error) {
 		}
 		return lg, nil
 	}
-	store, err := policy.NewStoreWithLastGood(ctx, p.Dir, lastGood)
+	store, err := policy.NewStoreWithLastGood(ctx, p.Dir, p.OverlayDir, lastGood)
 	if err != nil {
 		return nil, err
 	}

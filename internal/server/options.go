@@ -200,7 +200,11 @@ func (o *EndpointOptions) Validate() error {
 type PolicyOptions struct {
 	// Dir replaces the embedded bundle; it is reloaded when its files change.
 	Dir string
-	// PollInterval is how often Dir is checked for changes.
+	// OverlayDir holds files layered over the bundle (Dir's or the embedded
+	// one), each replacing the bundle's file of the same path, such as the
+	// chart's config/install.yaml; it is reloaded when its files change.
+	OverlayDir string
+	// PollInterval is how often Dir and OverlayDir are checked for changes.
 	PollInterval time.Duration
 	// DecisionCacheSize is how many decisions of each kind are remembered by
 	// their input; 0 disables the cache.
@@ -220,7 +224,8 @@ type PolicyOptions struct {
 // AddFlags binds the options to a flag set.
 func (o *PolicyOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Dir, "policy-dir", "", "directory with a policy bundle laid out like policies/, used instead of the embedded one and reloaded when it changes")
-	fs.DurationVar(&o.PollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir is checked for changes")
+	fs.StringVar(&o.OverlayDir, "policy-overlay-dir", "", "directory of files laid out like policies/ layered over the policy bundle (each replaces the bundle's file of the same path, e.g. config/install.yaml), reloaded when they change")
+	fs.DurationVar(&o.PollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir and --policy-overlay-dir are checked for changes")
 	fs.IntVar(&o.DecisionCacheSize, "decision-cache-size", policy.DefaultDecisionCacheSize, "how many mutation, validation and plan decisions are each remembered by their input (repeated requests skip evaluation); 0 disables")
 	fs.StringVar(&o.LastGood, "policy-last-good", DefaultLastGoodConfigMap, "ConfigMap where the last --policy-dir bundle that loaded is saved; a replica whose --policy-dir does not load at start serves it (and keeps reloading) instead of failing; empty disables")
 	fs.StringVar(&o.LastGoodNamespace, "policy-last-good-namespace", "", "namespace of --policy-last-good (default: $POD_NAMESPACE, or the namespace nsprov runs in)")
@@ -233,6 +238,11 @@ func (o *PolicyOptions) Validate() error {
 	if o.Dir != "" {
 		if info, err := os.Stat(o.Dir); err != nil || !info.IsDir() {
 			errs = append(errs, fmt.Errorf("--policy-dir %q is not a directory", o.Dir))
+		}
+	}
+	if o.OverlayDir != "" {
+		if info, err := os.Stat(o.OverlayDir); err != nil || !info.IsDir() {
+			errs = append(errs, fmt.Errorf("--policy-overlay-dir %q is not a directory", o.OverlayDir))
 		}
 	}
 	if o.PollInterval < 100*time.Millisecond {
@@ -252,10 +262,11 @@ func (o *PolicyOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
-// NewStore loads the bundle (Dir's, or the embedded one) into a store that
-// watches Dir with these options. A bundle that does not load is an error.
+// NewStore loads the bundle (Dir's, or the embedded one, with OverlayDir
+// layered over it) into a store that watches both with these options. A
+// bundle that does not load is an error.
 func (o *PolicyOptions) NewStore(ctx context.Context) (*policy.Store, error) {
-	store, err := policy.NewStore(ctx, o.Dir)
+	store, err := policy.NewLayeredStore(ctx, o.Dir, o.OverlayDir)
 	if err != nil {
 		return nil, err
 	}

@@ -404,6 +404,16 @@ func WebhookConfigurations() (*admissionregistrationv1.MutatingWebhookConfigurat
 	for i := range validating.Webhooks {
 		trimPath(&validating.Webhooks[i].ClientConfig)
 	}
+	// The chart installs them on Ignore and its nsprov-activate hook sets
+	// the values' failurePolicy once nsprov answers; the harness starts
+	// with the activated configuration.
+	policy := admissionregistrationv1.FailurePolicyType(mutating.Annotations["nsprov.io/failure-policy"])
+	for i := range mutating.Webhooks {
+		mutating.Webhooks[i].FailurePolicy = &policy
+	}
+	for i := range validating.Webhooks {
+		validating.Webhooks[i].FailurePolicy = &policy
+	}
 	return mutating, validating, nil
 }
 

@@ -1,8 +1,11 @@
 {{/*
-Names are fixed: nsprov's policy data names its service accounts
-(system:serviceaccount:<release namespace>:nsprov and
-system:serviceaccount:<argo.namespace>:nsprov-provisioner), and one nsprov
-runs per cluster.
+Object names are fixed ("nsprov", whatever the release is called): one nsprov
+runs per cluster, and its cluster-scoped objects (webhook configurations,
+ClusterRoles, admission policies) carry those names, so a second release
+anywhere in the cluster fails on them instead of two nsprovs deciding the same
+namespaces. The release name only labels the objects
+(app.kubernetes.io/instance); the release namespace and argo.namespace are
+free: the identities the policy trusts follow them (nsprov.installData).
 */}}
 {{- define "nsprov.name" -}}nsprov{{- end }}
 
@@ -30,6 +33,27 @@ app.kubernetes.io/component: webhook
 {{/* The username the controller evaluates plans as. */}}
 {{- define "nsprov.identity" -}}
 system:serviceaccount:{{ .Release.Namespace }}:nsprov
+{{- end }}
+
+{{/* The username the provisioning steps run as. */}}
+{{- define "nsprov.provisionerIdentity" -}}
+system:serviceaccount:{{ .Values.argo.namespace }}:nsprov-provisioner
+{{- end }}
+
+{{/*
+The policy's config/install.yaml for this release: the namespaces nsprov
+runs in and its own identities. serve layers it over the bundle it serves
+(--policy-overlay-dir), embedded or policy.files alike.
+*/}}
+{{- define "nsprov.installData" -}}
+# Rendered by the nsprov chart from its release; layered over the policy
+# bundle (serve --policy-overlay-dir). See policies/config/install.yaml.
+install:
+  namespace: {{ .Release.Namespace | quote }}
+  argo_namespace: {{ .Values.argo.namespace | quote }}
+  manager_users:
+    - {{ include "nsprov.identity" . | quote }}
+    - {{ include "nsprov.provisionerIdentity" . | quote }}
 {{- end }}
 
 {{/*
@@ -85,7 +109,8 @@ rules:
     operations: [CREATE, UPDATE]
     resources: [namespaces]
     scope: Cluster
-failurePolicy: {{ .Values.webhook.failurePolicy }}
+{{- /* Ignore until the post-install/post-upgrade hook (hooks/jobs.yaml) has seen a replica answer and set webhook.failurePolicy. */}}
+failurePolicy: Ignore
 matchPolicy: Equivalent
 sideEffects: NoneOnDryRun
 timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
@@ -106,13 +131,68 @@ matchConditions:
 
 {{/* The webhook configurations' annotations. */}}
 {{- define "nsprov.webhookAnnotations" -}}
-{{- if .Values.certManager.enabled }}
 annotations:
+  # The failurePolicy the nsprov-activate hook sets once a replica answers.
+  nsprov.io/failure-policy: {{ .Values.webhook.failurePolicy }}
+  {{- if .Values.certManager.enabled }}
   cert-manager.io/inject-ca-from: {{ .Release.Namespace }}/nsprov-webhook
-{{- end }}
+  {{- end }}
 {{- end }}
 
 {{/* The ConfigMap key of a policy file: "/" is not allowed in keys. */}}
 {{- define "nsprov.policyKey" -}}
 {{ replace "/" "." . }}
+{{- end }}
+
+{{/*
+A pod spec running `nsprov webhooks` with the arguments in .args, as the
+service account .serviceAccount, under the restricted pod security profile
+(the chart's hooks and helm test).
+*/}}
+{{- define "nsprov.webhooksPod" -}}
+{{- $ := .root -}}
+serviceAccountName: {{ .serviceAccount }}
+automountServiceAccountToken: true
+restartPolicy: Never
+{{- with $.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- with $.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+containers:
+  - name: nsprov
+    image: "{{ $.Values.image.repository }}:{{ $.Values.image.tag | default $.Chart.AppVersion }}"
+    imagePullPolicy: {{ $.Values.image.pullPolicy }}
+    args:
+      {{- toYaml .args | nindent 6 }}
+    resources:
+      requests:
+        cpu: 10m
+        memory: 32Mi
+      limits:
+        cpu: 200m
+        memory: 128Mi
+    securityContext:
+      allowPrivilegeEscalation: false
+      readOnlyRootFilesystem: true
+      runAsNonRoot: true
+      capabilities:
+        drop: [ALL]
+      seccompProfile:
+        type: RuntimeDefault
 {{- end }}

@@ -53,7 +53,7 @@ func NewCommand(s streams) *cobra.Command {
 	root.SetIn(s.in)
 	root.SetOut(s.out)
 	root.SetErr(s.err)
-	root.AddCommand(newServeCommand(s), newPolicyCommand(s), newAuditCommand(s), newPluginCommand(s), newVersionCommand(s))
+	root.AddCommand(newServeCommand(s), newPolicyCommand(s), newAuditCommand(s), newPluginCommand(s), newWebhooksCommand(s), newVersionCommand(s))
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	return root
 }

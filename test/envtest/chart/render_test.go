@@ -17,6 +17,7 @@ import (
 	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/server"
+	"github.com/nsprov/nsprov/test/envtest/chartrender"
 )
 
 func convert(t *testing.T, u *unstructured.Unstructured, into any) {
@@ -45,9 +46,11 @@ const (
 
 // TestWebhookConfigurations: the chart's webhook configurations, the only
 // copy there is (the envtest harness installs them too), route CREATE and
-// UPDATE of namespaces to nsprov's two paths, with the failure policy,
-// timeout and exemptions of the values. The envtest suites run the match
-// condition for real.
+// UPDATE of namespaces to nsprov's two paths, with the timeout and
+// exemptions of the values. They are rendered with failurePolicy Ignore, and
+// the post-install/post-upgrade hook nsprov-activate sets the value's once a
+// replica answers (TestHooks). The envtest suites run the match condition
+// for real.
 func TestWebhookConfigurations(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -68,7 +71,19 @@ func TestWebhookConfigurations(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			objs := render(t, tc.values)
+			r, err := chartrender.RenderAll(tc.values, releaseNamespace)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := r.Objects
+			for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+				if got := find(t, objs, kind, "nsprov").GetAnnotations()["nsprov.io/failure-policy"]; got != string(tc.failure) {
+					t.Errorf("%s annotation nsprov.io/failure-policy = %q, want %s", kind, got, tc.failure)
+				}
+			}
+			if args := jobArgs(t, r.Hooks, "nsprov-activate"); !slices.Contains(args, "--failure-policy="+string(tc.failure)) {
+				t.Errorf("nsprov-activate runs %q, want --failure-policy=%s", args, tc.failure)
+			}
 			var gotM admissionregistrationv1.MutatingWebhookConfiguration
 			var gotV admissionregistrationv1.ValidatingWebhookConfiguration
 			convert(t, find(t, objs, "MutatingWebhookConfiguration", "nsprov"), &gotM)
@@ -102,7 +117,7 @@ func TestWebhookConfigurations(t *testing.T) {
 				Name:                    admission.MutatingWebhookName,
 				ClientConfig:            client(admission.MutatePath),
 				Rules:                   rules,
-				FailurePolicy:           ptr.To(tc.failure),
+				FailurePolicy:           ptr.To(admissionregistrationv1.Ignore),
 				MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
 				SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
 				TimeoutSeconds:          ptr.To(tc.timeout),
@@ -114,7 +129,7 @@ func TestWebhookConfigurations(t *testing.T) {
 				Name:                    admission.ValidatingWebhookName,
 				ClientConfig:            client(admission.ValidatePath),
 				Rules:                   rules,
-				FailurePolicy:           ptr.To(tc.failure),
+				FailurePolicy:           ptr.To(admissionregistrationv1.Ignore),
 				MatchPolicy:             ptr.To(admissionregistrationv1.Equivalent),
 				SideEffects:             ptr.To(admissionregistrationv1.SideEffectClassNoneOnDryRun),
 				TimeoutSeconds:          ptr.To(tc.timeout),
@@ -229,6 +244,20 @@ func TestCertManagerMode(t *testing.T) {
 	}
 	for _, o := range objs {
 		if o.GetKind() != "Role" && o.GetKind() != "ClusterRole" {
+			continue
+		}
+		if o.GetName() == "nsprov-hooks" {
+			// The hook Jobs' service account activates and removes the two
+			// webhook configurations in either mode (TestHooks,
+			// TestInstallAnywhere), by name only.
+			rules, _, _ := unstructured.NestedSlice(o.Object, "rules")
+			for _, r := range rules {
+				res, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resources")
+				names, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resourceNames")
+				if slices.Contains(res, "secrets") || (slices.Contains(res, "mutatingwebhookconfigurations") && !slices.Equal(names, []string{"nsprov"})) {
+					t.Errorf("ClusterRole nsprov-hooks grants %v %v, want nsprov's own webhook configurations only", res, names)
+				}
+			}
 			continue
 		}
 		rules, _, _ := unstructured.NestedSlice(o.Object, "rules")

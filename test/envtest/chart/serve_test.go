@@ -25,6 +25,7 @@ import (
 
 	"github.com/nsprov/nsprov/cmd/webhook/app"
 	"github.com/nsprov/nsprov/test/envtest"
+	"github.com/nsprov/nsprov/test/envtest/chartrender"
 	"github.com/nsprov/nsprov/test/envtest/devenv"
 )
 
@@ -42,10 +43,17 @@ type replica struct {
 	log                      envtest.SyncBuffer
 }
 
-// deploymentArgs are the arguments of the chart's Deployment.
+// deploymentArgs are the arguments of the chart's Deployment, its mounted
+// ConfigMaps written to local directories.
 func deploymentArgs(t *testing.T, objs []*unstructured.Unstructured) []string {
 	t.Helper()
-	args, err := devenv.ServeArgs(find(t, objs, "Deployment", "nsprov"))
+	deployment := find(t, objs, "Deployment", "nsprov").DeepCopy()
+	// The ConfigMaps the pod mounts (the chart's config/install.yaml, the
+	// policy bundle) as local directories.
+	if err := chartrender.Localize(deployment, objs, t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+	args, err := devenv.ServeArgs(deployment)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -228,6 +229,11 @@ func (e *Env) installChart(ctx context.Context, port int) (*unstructured.Unstruc
 	if deployment == nil {
 		return nil, errors.New("the chart rendered no Deployment")
 	}
+	// The ConfigMaps the pod mounts (the chart's config/install.yaml) as
+	// local directories.
+	if err := chartrender.Localize(deployment, objs, filepath.Join(e.stateDir, "mounts")); err != nil {
+		return nil, err
+	}
 	return deployment, nil
 }
 
@@ -336,7 +342,8 @@ func (e *Env) waitForWebhooks(ctx context.Context) error {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "probe-dev"}}
 		err := c.Create(ctx, ns, client.DryRunAll)
 		if err != nil && strings.Contains(err.Error(), "request-required") {
-			return nil
+			// What the chart's nsprov-activate hook does next.
+			return activateWebhooks(ctx, e.Client)
 		}
 		select {
 		case code := <-e.served:
@@ -417,4 +424,39 @@ func (e *Env) Stop() error {
 		err = errors.Join(err, e.log.Close())
 	}
 	return err
+}
+
+// activateWebhooks sets the failurePolicy the chart's values ask for
+// (annotation nsprov.io/failure-policy) on both webhook configurations, as
+// the chart's nsprov-activate hook does once nsprov answers.
+func activateWebhooks(ctx context.Context, c client.Client) error {
+	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { return activate(ctx, c, kind) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// activate sets the failurePolicy of the webhook configuration of kind.
+func activate(ctx context.Context, c client.Client, kind string) error {
+	obj := &unstructured.Unstructured{}
+	obj.SetAPIVersion("admissionregistration.k8s.io/v1")
+	obj.SetKind(kind)
+	if err := c.Get(ctx, client.ObjectKey{Name: "nsprov"}, obj); err != nil {
+		return fmt.Errorf("activating the webhooks: %w", err)
+	}
+	hooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
+	for i, h := range hooks {
+		hook, _ := h.(map[string]any)
+		hook["failurePolicy"] = obj.GetAnnotations()["nsprov.io/failure-policy"]
+		hooks[i] = hook
+	}
+	if err := unstructured.SetNestedSlice(obj.Object, hooks, "webhooks"); err != nil {
+		return err
+	}
+	if err := c.Update(ctx, obj); err != nil {
+		return fmt.Errorf("activating the webhooks: %w", err)
+	}
+	return nil
 }
