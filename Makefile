@@ -11,7 +11,11 @@ BIN := $(CURDIR)/bin
 ENVTEST_DIR := $(BIN)/k8s
 # Argo's workflow-controller and argoexec for the provisioning. ARGO_ASSETS set by the user wins.
 ARGO_DIR := $(BIN)/argo
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# Prometheus' promtool for the alert tests. PROMTOOL set by the user wins.
+PROMTOOL_DIR := $(BIN)/prometheus
+# A release is the commit tagged v<appVersion of charts/nsprov/Chart.yaml>:
+# its VERSION is that appVersion, without the v (the image tag the chart defaults to).
+VERSION ?= $(shell v="$$(git describe --tags --always --dirty --match 'v[0-9]*' 2>/dev/null)" && echo "$${v#v}" || echo dev)
 GO_TEST_FLAGS ?=
 BENCH ?= .
 
@@ -56,6 +60,10 @@ build: ## Build bin/nsprov from cmd/webhook, and bin/kubectl-nsprov (a link: the
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/nsprov/nsprov/cmd/webhook/app.Version=$(VERSION)" -o $(BIN)/nsprov ./cmd/webhook
 	ln -sf nsprov $(BIN)/kubectl-nsprov
 
+.PHONY: image
+image: ## Build the nsprov image (linux/amd64, linux/arm64; no Docker needed) into bin/image: OCI layout bin/image/oci, docker-load tarballs bin/image/nsprov-ARCH.tar.
+	VERSION="$(VERSION)" hack/image.sh "$(BIN)/image"
+
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver, etcd, kube-controller-manager and kubectl into bin/k8s (skipped when present).
 	@hack/control-plane.sh "$(ENVTEST_DIR)" >/dev/null
@@ -64,14 +72,21 @@ envtest-assets: ## Build kube-apiserver, etcd, kube-controller-manager and kubec
 argo-assets: ## Build Argo's workflow-controller and argoexec into bin/argo (skipped when present).
 	@hack/argo.sh "$(ARGO_DIR)" >/dev/null
 
+.PHONY: promtool
+promtool: ## Build Prometheus' promtool into bin/prometheus for the alert tests (skipped when present).
+	@hack/promtool.sh "$(PROMTOOL_DIR)" >/dev/null
+
 ##@ Test
 
 .PHONY: test
-test: vet envtest-assets argo-assets ## Run everything: go vet, unit tests, Rego tests and the envtest suites.
+test: vet envtest-assets argo-assets promtool ## Run everything: go vet, unit tests, Rego tests, the image and alert tests and the envtest suites.
 	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v /test/envtest)
+	@# The image builder is a module of its own (hack/image/go.mod).
+	cd hack/image && $(GO) vet ./... && $(GO) test -timeout 30m $(GO_TEST_FLAGS) ./...
 	@# Each envtest package starts a control plane of its own: one at a time, so
 	@# two never compete for the 2 cores a CI machine has.
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh "$(ENVTEST_DIR)")" ARGO_ASSETS="$$(hack/argo.sh "$(ARGO_DIR)")" \
+		PROMTOOL="$$(hack/promtool.sh "$(PROMTOOL_DIR)")" \
 		$(GO) test -p 1 -timeout 30m $(GO_TEST_FLAGS) ./test/envtest/...
 
 .PHONY: test-unit

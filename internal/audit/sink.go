@@ -27,9 +27,11 @@ var (
 		Help: "Violated rules in denied admission requests (dry-run included), by rule ID.",
 	}, []string{"rule"})
 	durationSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "nsprov_admission_duration_seconds",
-		Help:    "Time nsprov spent deciding an admission request (decoding and policy evaluation), by webhook.",
-		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1},
+		Name: "nsprov_admission_duration_seconds",
+		Help: "Time nsprov spent deciding an admission request (decoding and policy evaluation), by webhook.",
+		// Up to 30s, the longest webhook timeout: a quantile above the highest
+		// finite bucket reads as that bucket, so latency alerts need them.
+		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30},
 	}, []string{"webhook"})
 )
 
