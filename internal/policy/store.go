@@ -25,6 +25,8 @@ type Store struct {
 	dir       string
 	interval  time.Duration
 	cacheSize int
+	// cacheBytes is the byte budget of each bundle's decision caches.
+	cacheBytes int
 	evaluator string
 }
 
@@ -56,7 +58,7 @@ func NewStore(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize}
+	s := &Store{dir: dir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, cacheBytes: DefaultDecisionCacheBytes}
 	s.current.Store(b)
 	return s, nil
 }
@@ -129,6 +131,14 @@ func (s *Store) SetDecisionCacheSize(n int) {
 	s.Bundle().SetDecisionCacheSize(n)
 }
 
+// SetDecisionCacheBytes sets the byte budget of the decision caches of the
+// active bundle and of every bundle loaded later (0 disables caching). Call
+// it before serving.
+func (s *Store) SetDecisionCacheBytes(n int) {
+	s.cacheBytes = n
+	s.Bundle().SetDecisionCacheBytes(n)
+}
+
 // SetEvaluator selects the evaluator of the active bundle and of every
 // bundle loaded later (see Bundle.UseEvaluator). Call it before serving.
 func (s *Store) SetEvaluator(name string) error {
@@ -177,7 +187,8 @@ func (s *Store) Watch(ctx context.Context) error {
 			continue
 		}
 		failed = ""
-		b.SetDecisionCacheSize(s.cacheSize)
+		b.cacheEntries, b.cacheBytes = s.cacheSize, s.cacheBytes
+		b.newCaches()
 		if s.evaluator != "" {
 			if err := b.UseEvaluator(s.evaluator); err != nil {
 				return err // SetEvaluator accepted the name, so this cannot happen
