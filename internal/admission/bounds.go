@@ -22,7 +22,7 @@ const (
 	MaxWarningBytes = 512
 	// MaxRecordedViolations bounds the violations a Record keeps (each to
 	// MaxRecordedMessageBytes); Record.OmittedViolations counts the rest.
-	MaxRecordedViolations   = 100
+	MaxRecordedViolations   = 50
 	MaxRecordedMessageBytes = 1024
 	// MaxFieldBytes bounds every other string a Record keeps (UID,
 	// namespace, user, each group, rule ID, error), and MaxGroups the groups.
@@ -95,10 +95,11 @@ func boundedMessage(vs []policy.Violation) string {
 	return sb.String()
 }
 
-// boundRecord truncates every string a record keeps, so that what the
+// BoundRecord truncates every string a record keeps, so that what a
 // recorder stores (decision log, audit queue, report, Events) is bounded
-// however large the request was.
-func boundRecord(r *Record) {
+// however large the request was. The handlers bound their records before a
+// Recorder sees them; a Recorder may call it again at no cost.
+func BoundRecord(r *Record) {
 	r.UID = Truncate(r.UID, MaxFieldBytes)
 	r.Operation = Truncate(r.Operation, MaxFieldBytes)
 	r.Namespace = Truncate(r.Namespace, MaxFieldBytes)

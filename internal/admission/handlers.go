@@ -171,7 +171,7 @@ func record(ctx context.Context, r Recorder, rec *Record, resp admission.Respons
 	rec.Allowed = resp.Allowed
 	rec.Err = err
 	rec.Latency = time.Since(start)
-	boundRecord(rec)
+	BoundRecord(rec)
 	r.Record(ctx, rec)
 }
 
