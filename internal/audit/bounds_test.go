@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
 	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/policy"
 )
@@ -73,5 +76,44 @@ func TestSinkBoundsWhatItStores(t *testing.T) {
 	ev := <-s.events
 	if len(ev.note) > maxNote || len(ev.namespace) > admission.MaxFieldBytes {
 		t.Errorf("event note %d bytes, namespace %d bytes", len(ev.note), len(ev.namespace))
+	}
+}
+
+// TestDecisionCacheMetrics: the active bundle's decision cache reports its
+// size, so its share of the heap can be watched.
+func TestDecisionCacheMetrics(t *testing.T) {
+	b, err := policy.LoadEmbedded(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ObservePolicies(policy.StaticStore(b))
+	defer activePolicies.Store(nil)
+	req := &policy.Request{UID: "1", Operation: "CREATE", Username: "alice", Groups: []string{"team-payments"}, Object: &corev1.Namespace{}}
+	req.Object.Name = "payments-dev"
+	req.Object.Annotations = map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development"}
+	for range 2 {
+		if _, err := b.Validate(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.Metric {
+			name := f.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			got[name] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	if got["nsprov_policy_decision_cache_bytes"] <= 0 || got["nsprov_policy_decision_cache_entries"] != 1 ||
+		got["nsprov_policy_decision_cache_lookups_total/hit"] != 1 || got["nsprov_policy_decision_cache_lookups_total/miss"] != 1 {
+		t.Errorf("decision cache metrics: bytes %v, entries %v, hits %v, misses %v; want bytes > 0, 1 entry, 1 hit, 1 miss",
+			got["nsprov_policy_decision_cache_bytes"], got["nsprov_policy_decision_cache_entries"],
+			got["nsprov_policy_decision_cache_lookups_total/hit"], got["nsprov_policy_decision_cache_lookups_total/miss"])
 	}
 }
