@@ -14,6 +14,7 @@ ARGO_DIR := $(BIN)/argo
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO_TEST_FLAGS ?=
 BENCH ?= .
+FUZZTIME ?= 2m
 
 ##@ General
 
@@ -76,6 +77,12 @@ test: vet envtest-assets argo-assets ## Run everything: go vet, unit tests, Rego
 .PHONY: test-unit
 test-unit: ## Run the tests that need no control plane (unit and Rego tests).
 	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v /test/envtest)
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 2m); the seeds alone run in every `go test`. Failing inputs land in testdata/fuzz.
+	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./internal/admission/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandlers$$' -fuzztime $(FUZZTIME) ./internal/admission/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompiledMatchesTopdown$$' -fuzztime $(FUZZTIME) ./internal/policy/
 
 .PHONY: lint-chart
 lint-chart: ## Lint and render the Helm chart with Helm's Go library (no helm binary, no control plane).

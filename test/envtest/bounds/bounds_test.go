@@ -168,10 +168,12 @@ func TestLargeRequestsStayBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Stopped even when starting fails half way (the CRDs not installed in
+	// time on a busy machine), so no API server or etcd is left behind.
+	defer func() { _ = cp.Stop() }()
 	if _, err := cp.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cp.Stop() }()
 
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "certs")
