@@ -133,3 +133,18 @@ func TestBoundedMessage(t *testing.T) {
 		})
 	}
 }
+
+// An error that quotes the request (here its kind) is bounded too.
+func TestErrorMessageIsBounded(t *testing.T) {
+	req := createReq(t, alice, aliceGroups, "payments-dev", requested(nil), nil)
+	req.Kind.Kind = strings.Repeat("K", 1<<20)
+	for _, h := range handlers(tinyStore(t)) {
+		resp := h.Handle(context.Background(), req)
+		if resp.Allowed || resp.Result == nil || resp.Result.Code != 400 {
+			t.Fatalf("%s: want a 400, got %+v", h.name, resp.Result)
+		}
+		if n := len(resp.Result.Message); n > MaxMessageBytes {
+			t.Errorf("%s: an error message of %d bytes, more than %d", h.name, n, MaxMessageBytes)
+		}
+	}
+}

@@ -90,10 +90,14 @@ func decodeNamespace(raw []byte, field string) (*corev1.Namespace, error) {
 	return ns, nil
 }
 
-// errorResponse answers 400 for a bad request and 500 for anything else.
+// errorResponse answers 400 for a bad request and 500 for anything else,
+// with the error's text cut at MaxMessageBytes (it can quote the request).
 func errorResponse(err error) admission.Response {
+	code := int32(http.StatusInternalServerError)
 	if _, ok := err.(*badRequest); ok {
-		return admission.Errored(http.StatusBadRequest, err)
+		code = http.StatusBadRequest
 	}
-	return admission.Errored(http.StatusInternalServerError, err)
+	resp := admission.Errored(code, err)
+	resp.Result.Message = Truncate(resp.Result.Message, MaxMessageBytes)
+	return resp
 }
