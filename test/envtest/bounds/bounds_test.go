@@ -338,6 +338,9 @@ func TestLargeRequestsStayBounded(t *testing.T) {
 					mu.Lock()
 					peak = max(peak, h)
 					mu.Unlock()
+					if d%500 == 0 {
+						t.Logf("%d requests in %s: live heap %.1f MiB", d, time.Since(start).Round(time.Second), mib(h))
+					}
 					if h > base+heapGrowthBound {
 						fail(fmt.Errorf("after %d requests the live heap is %.1f MiB, %.1f MiB over the %.1f MiB before them: more than the bound of %d MiB",
 							d, mib(h), mib(h-base), mib(base), heapGrowthBound>>20))
