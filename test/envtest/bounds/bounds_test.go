@@ -168,6 +168,13 @@ func TestLargeRequestsStayBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Only OpenReports' CRDs: serve runs without the controller here, and
+	// Argo's large CRDs take minutes to install on a busy machine.
+	reports, err := envtest.ModuleDir("github.com/openreports/reports-api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.CRDInstallOptions.Paths = []string{filepath.Join(reports, "config", "crd")}
 	// Stopped even when starting fails half way (the CRDs not installed in
 	// time on a busy machine), so no API server or etcd is left behind.
 	defer func() { _ = cp.Stop() }()
