@@ -41,11 +41,11 @@ type Record struct {
 	// that Violations does not list.
 	OmittedViolations int
 	Warnings          []string
-	Patches    int
-	DryRun     bool
-	Revision   string
-	Latency    time.Duration
-	Err        error
+	Patches           int
+	DryRun            bool
+	Revision          string
+	Latency           time.Duration
+	Err               error
 }
 
 // Recorder receives every decision. It must not block.
