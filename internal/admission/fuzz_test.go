@@ -147,6 +147,11 @@ func FuzzHandlers(f *testing.F) {
 		return out
 	}
 	f.Fuzz(func(t *testing.T, update bool, user, groups, name, annotations, labels, oldAnnotations string) {
+		// A request reaches nsprov as JSON, whose strings are valid UTF-8
+		// (a JSON decoder replaces invalid bytes with U+FFFD); do the same.
+		valid := func(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
+		user, groups, name = valid(user), valid(groups), valid(name)
+		annotations, labels, oldAnnotations = valid(annotations), valid(labels), valid(oldAnnotations)
 		var gs []string
 		if groups != "" {
 			gs = strings.Split(groups, ",")
