@@ -18,6 +18,7 @@ PROMTOOL_DIR := $(BIN)/prometheus
 VERSION ?= $(shell v="$$(git describe --tags --always --dirty --match 'v[0-9]*' 2>/dev/null)" && echo "$${v#v}" || echo dev)
 GO_TEST_FLAGS ?=
 BENCH ?= .
+FUZZTIME ?= 2m
 
 ##@ General
 
@@ -92,6 +93,12 @@ test: vet envtest-assets argo-assets promtool ## Run everything: go vet, unit te
 .PHONY: test-unit
 test-unit: ## Run the tests that need no control plane (unit and Rego tests).
 	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v /test/envtest)
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 2m); the seeds alone run in every `go test`. Failing inputs land in testdata/fuzz.
+	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./internal/admission/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandlers$$' -fuzztime $(FUZZTIME) ./internal/admission/
+	$(GO) test -run '^$$' -fuzz '^FuzzCompiledMatchesTopdown$$' -fuzztime $(FUZZTIME) ./internal/policy/
 
 .PHONY: lint-chart
 lint-chart: ## Lint and render the Helm chart with Helm's Go library (no helm binary, no control plane).

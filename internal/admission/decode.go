@@ -1,7 +1,6 @@
 package admission
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -10,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/nsprov/nsprov/internal/policy"
 )
@@ -74,8 +74,12 @@ func decodeNamespace(raw []byte, field string) (*corev1.Namespace, error) {
 	if len(raw) == 0 {
 		return nil, badf("the admission request has no %s; the API server sends one for CREATE and UPDATE", field)
 	}
+	// Field names match case-sensitively, as the API server decodes them:
+	// encoding/json would also take "Metadata" or "ANNOTATIONS", so nsprov
+	// would decide on fields the API server ignores, and patch paths that
+	// do not exist.
 	var lean leanNamespace
-	if err := json.Unmarshal(raw, &lean); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &lean); err != nil {
 		return nil, badf("request.%s is not a Namespace: %v", field, err)
 	}
 	// The name can be empty: the mutating webhook sees a generateName request
@@ -90,10 +94,14 @@ func decodeNamespace(raw []byte, field string) (*corev1.Namespace, error) {
 	return ns, nil
 }
 
-// errorResponse answers 400 for a bad request and 500 for anything else.
+// errorResponse answers 400 for a bad request and 500 for anything else,
+// with the error's text cut at MaxMessageBytes (it can quote the request).
 func errorResponse(err error) admission.Response {
+	code := int32(http.StatusInternalServerError)
 	if _, ok := err.(*badRequest); ok {
-		return admission.Errored(http.StatusBadRequest, err)
+		code = http.StatusBadRequest
 	}
-	return admission.Errored(http.StatusInternalServerError, err)
+	resp := admission.Errored(code, err)
+	resp.Result.Message = Truncate(resp.Result.Message, MaxMessageBytes)
+	return resp
 }

@@ -24,7 +24,9 @@ const (
 	ValidatingWebhookName = "validate.namespaces.nsprov.io"
 )
 
-// Record describes one admission decision for the decision log.
+// Record describes one admission decision for the decision log. Its
+// strings and lists are bounded (see MaxRecordedViolations and
+// MaxFieldBytes) before a Recorder sees it.
 type Record struct {
 	Time       time.Time
 	Webhook    string // "mutate" or "validate"
@@ -35,12 +37,15 @@ type Record struct {
 	Groups     []string
 	Allowed    bool
 	Violations []policy.Violation
-	Warnings   []string
-	Patches    int
-	DryRun     bool
-	Revision   string
-	Latency    time.Duration
-	Err        error
+	// OmittedViolations counts the violations beyond MaxRecordedViolations
+	// that Violations does not list.
+	OmittedViolations int
+	Warnings          []string
+	Patches           int
+	DryRun            bool
+	Revision          string
+	Latency           time.Duration
+	Err               error
 	// ClientVerified is true when the caller presented a client certificate
 	// that the webhook server verified (serve --client-ca-file); false when
 	// client verification is off, so the request may not come from the API
@@ -73,7 +78,7 @@ func (LogRecorder) Record(ctx context.Context, r *Record) {
 		for i, v := range r.Violations {
 			rules[i] = v.String()
 		}
-		log.Info("admission denied", append(kv, "violations", rules, "warnings", r.Warnings)...)
+		log.Info("admission denied", append(kv, "violations", rules, "omittedViolations", r.OmittedViolations, "warnings", r.Warnings)...)
 	default:
 		log.V(1).Info("admission allowed", append(kv, "warnings", r.Warnings, "patches", r.Patches)...)
 	}
@@ -175,24 +180,28 @@ func record(ctx context.Context, r Recorder, rec *Record, resp admission.Respons
 	rec.Allowed = resp.Allowed
 	rec.Err = err
 	rec.Latency = time.Since(start)
+	BoundRecord(rec)
 	r.Record(ctx, rec)
 }
 
-// validationResponse denies with every violation, or allows; warnings go back
-// to the client either way.
+// validationResponse denies with the violations, or allows; warnings go back
+// to the client either way. The answer is bounded: the message lists at
+// most MaxListedViolations violations within MaxMessageBytes and says how
+// many more there are; the causes list the same ones.
 func validationResponse(name string, res *policy.Validation) admission.Response {
+	warnings := truncateAll(res.Warnings, MaxWarnings, MaxWarningBytes)
 	if res.Allowed() {
 		resp := admission.Allowed("")
-		resp.Warnings = res.Warnings
+		resp.Warnings = warnings
 		return resp
 	}
-	causes := make([]metav1.StatusCause, len(res.Violations))
-	for i, v := range res.Violations {
-		causes[i] = metav1.StatusCause{Type: metav1.CauseType(v.Rule), Message: v.Message}
+	causes := make([]metav1.StatusCause, min(len(res.Violations), MaxListedViolations))
+	for i, v := range res.Violations[:len(causes)] {
+		causes[i] = metav1.StatusCause{Type: metav1.CauseType(Truncate(v.Rule, MaxFieldBytes)), Message: Truncate(v.Message, MaxViolationBytes)}
 	}
-	resp := admission.Denied(res.Message())
+	resp := admission.Denied(boundedMessage(res.Violations))
 	resp.Result.Code = http.StatusForbidden
-	resp.Result.Details = &metav1.StatusDetails{Name: name, Kind: "namespaces", Causes: causes}
-	resp.Warnings = res.Warnings
+	resp.Result.Details = &metav1.StatusDetails{Name: Truncate(name, MaxFieldBytes), Kind: "namespaces", Causes: causes}
+	resp.Warnings = warnings
 	return resp
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/nsprov/nsprov/internal/admission"
 	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/internal/policy"
 )
@@ -229,15 +230,15 @@ func AuditRequest(ns *corev1.Namespace, as contract.Identity) *policy.Request {
 // violated rule, or one error result when the policy fails.
 func (a *Auditor) evaluate(ctx context.Context, b *policy.Bundle, ns *corev1.Namespace, now time.Time) ([]reportsv1alpha1.ReportResult, error) {
 	props := map[string]string{
-		PropTeam:           ns.Annotations[contract.TeamAnnotation],
-		PropEnvironment:    ns.Annotations[contract.EnvironmentAnnotation],
-		PropRequestedBy:    ns.Annotations[contract.RequestedByAnnotation],
+		PropTeam:           truncate(ns.Annotations[contract.TeamAnnotation], admission.MaxFieldBytes),
+		PropEnvironment:    truncate(ns.Annotations[contract.EnvironmentAnnotation], admission.MaxFieldBytes),
+		PropRequestedBy:    truncate(ns.Annotations[contract.RequestedByAnnotation], admission.MaxFieldBytes),
 		PropPolicyRevision: b.Revision,
 		PropTime:           now.UTC().Format(time.RFC3339),
 	}
 	result := func(rule, kind, msg string) reportsv1alpha1.ReportResult {
 		return reportsv1alpha1.ReportResult{
-			Source: Source, Policy: rule, Rule: rule, Category: CategoryAudit, Timestamp: timestamp(now),
+			Source: Source, Policy: truncate(rule, admission.MaxFieldBytes), Rule: truncate(rule, admission.MaxFieldBytes), Category: CategoryAudit, Timestamp: timestamp(now),
 			Result: reportsv1alpha1.Result(kind), Subjects: []corev1.ObjectReference{namespaceRef(ns.Name, string(ns.UID))},
 			Description: truncate(msg, maxMessage), Properties: maps.Clone(props),
 		}

@@ -12,11 +12,19 @@
 //     evaluation latency);
 //   - updates the metrics: nsprov_admission_requests_total{webhook,
 //     operation,result}, nsprov_admission_violations_total{rule},
-//     nsprov_admission_duration_seconds{webhook} and nsprov_policy_info
-//     {revision,source,evaluator};
+//     nsprov_admission_duration_seconds{webhook}, nsprov_policy_info
+//     {revision,source,evaluator} and the active bundle's decision cache
+//     (nsprov_policy_decision_cache_bytes, _entries and
+//     _lookups_total{result});
 //   - for a denial that is not a dry run, queues one result per violated
 //     rule for the ClusterReport nsprov-admission-denials, and one
 //     NamespaceRequestDenied Event.
+//
+// Every string Record keeps is bounded first (admission.BoundRecord: at most
+// 50 violations of 1 KiB, 64 groups, 20 warnings, other fields 256 bytes;
+// the rest counted as omittedViolations), and a rule's joined messages are
+// cut at 1 KiB, so a decision log line, a queued result and an Event note
+// are bounded however large the request was.
 //
 // Record never blocks: both queues are bounded. The report queue drops its
 // oldest entries when full; the Event queue refuses new Events when full.
@@ -37,6 +45,10 @@
 // (default 1000, which keeps the object well under etcd's 1.5 MiB limit per
 // object); older ones are trimmed and counted as dropped with reason
 // report-bound, so persisted plus dropped always accounts for every result.
+// When the API server refuses the report as too large, the writer keeps half
+// as many results and writes again, and grows the bound back by a quarter
+// with each write that succeeds; a result that is too large even alone can
+// never be written: it is dropped and counted with reason too-large.
 // When the OpenReports CRD is not installed the writer logs it once, keeps
 // the denials queued (within the bound), looks again every RetryInterval,
 // and the decision log, the metrics and the Events go on.

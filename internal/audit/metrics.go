@@ -25,6 +25,15 @@ func registerMetrics() {
 			policyInfo{desc: prometheus.NewDesc("nsprov_policy_info",
 				"The active policy bundle, a gauge set to 1: its revision (a hash of every file of the bundle), its source (embedded or the directory) and its evaluator (compiled, or topdown when chosen or when the bundle could not be compiled; the log says why).",
 				[]string{"revision", "source", "evaluator"}, nil)},
+			decisionCacheMetrics{
+				bytes: prometheus.NewDesc("nsprov_policy_decision_cache_bytes",
+					"Estimated bytes held by the active bundle's decision caches (bounded by --policy-decision-cache-bytes); compare with go_memstats_heap_alloc_bytes for its share of the heap.", nil, nil),
+				entries: prometheus.NewDesc("nsprov_policy_decision_cache_entries",
+					"Decisions held by the active bundle's decision caches.", nil, nil),
+				lookups: prometheus.NewDesc("nsprov_policy_decision_cache_lookups_total",
+					"Decision cache lookups of the active bundle by result: hit, miss, or skipped (the input or the decision was too large to cache). A policy reload starts new caches, and the counts again from 0.",
+					[]string{"result"}, nil),
+			},
 		)
 	})
 }
@@ -66,4 +75,27 @@ func (p policyInfo) Collect(ch chan<- prometheus.Metric) {
 	if rev != "" {
 		ch <- prometheus.MustNewConstMetric(p.desc, prometheus.GaugeValue, 1, rev, source, evaluator)
 	}
+}
+
+// decisionCacheMetrics reports the decision caches of the active bundle of
+// the observed store, read at every scrape.
+type decisionCacheMetrics struct{ bytes, entries, lookups *prometheus.Desc }
+
+func (d decisionCacheMetrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- d.bytes
+	ch <- d.entries
+	ch <- d.lookups
+}
+
+func (d decisionCacheMetrics) Collect(ch chan<- prometheus.Metric) {
+	s := activePolicies.Load()
+	if s == nil || s.Bundle() == nil {
+		return
+	}
+	st := s.Bundle().CacheStats()
+	ch <- prometheus.MustNewConstMetric(d.bytes, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(d.entries, prometheus.GaugeValue, float64(st.Entries))
+	ch <- prometheus.MustNewConstMetric(d.lookups, prometheus.CounterValue, float64(st.Hits), "hit")
+	ch <- prometheus.MustNewConstMetric(d.lookups, prometheus.CounterValue, float64(st.Misses), "miss")
+	ch <- prometheus.MustNewConstMetric(d.lookups, prometheus.CounterValue, float64(st.Skipped), "skipped")
 }

@@ -15,13 +15,16 @@ const (
 	// DropReportBound: the result was trimmed from the report (or never
 	// entered it) because the report keeps only the newest ReportSize results.
 	DropReportBound = "report-bound"
+	// DropTooLarge: the API server refused a report holding the result
+	// alone as too large, so it can never be written.
+	DropTooLarge = "too-large"
 )
 
 // Metrics of the queue of denial results.
 var (
 	droppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "nsprov_audit_records_dropped_total",
-		Help: "Denial results (one per violated rule) that are not kept in the nsprov-admission-denials ClusterReport, by reason: queue-full (the write queue overflowed) or report-bound (trimmed to keep the newest --audit-report-size results).",
+		Help: "Denial results (one per violated rule) that are not kept in the nsprov-admission-denials ClusterReport, by reason: queue-full (the write queue overflowed), report-bound (trimmed to keep the newest --audit-report-size results) or too-large (the API server refused a report holding that result alone).",
 	}, []string{"reason"})
 	queueLength = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "nsprov_audit_queue_length",

@@ -154,8 +154,10 @@ type deniedEvent struct {
 	namespace, operation, note string
 }
 
-// Record implements admission.Recorder.
+// Record implements admission.Recorder. The record is bounded first
+// (admission.BoundRecord), so what the sink stores is bounded too.
 func (s *Sink) Record(ctx context.Context, r *admission.Record) {
+	admission.BoundRecord(r)
 	result := "allowed"
 	switch {
 	case r.Err != nil:
@@ -217,41 +219,54 @@ func denials(r *admission.Record) []denial {
 }
 
 // byRule returns the violated rule IDs, sorted, and for each rule its
-// messages joined with "; " (a rule can be violated more than once).
+// messages joined with "; " (a rule can be violated more than once), within
+// maxMessage bytes.
 func byRule(violations []policy.Violation) ([]string, map[string]string) {
-	joined := map[string]string{}
+	joined := map[string]*strings.Builder{}
 	var rules []string
 	for _, v := range violations {
-		if m, ok := joined[v.Rule]; ok {
-			joined[v.Rule] = m + "; " + v.Message
+		sb, ok := joined[v.Rule]
+		if !ok {
+			sb = &strings.Builder{}
+			joined[v.Rule] = sb
+			rules = append(rules, v.Rule)
+		} else if sb.Len() > maxMessage {
 			continue
+		} else {
+			sb.WriteString("; ")
 		}
-		rules = append(rules, v.Rule)
-		joined[v.Rule] = v.Message
+		sb.WriteString(truncate(v.Message, maxMessage+1-min(sb.Len(), maxMessage)))
 	}
 	sort.Strings(rules)
-	return rules, joined
+	out := make(map[string]string, len(joined))
+	for rule, sb := range joined {
+		out[rule] = truncate(sb.String(), maxMessage)
+	}
+	return rules, out
 }
 
 // decisionLine is one line of the decision log.
 type decisionLine struct {
-	Time           string             `json:"time"`
-	Msg            string             `json:"msg"`
-	Webhook        string             `json:"webhook"`
-	UID            string             `json:"uid"`
-	Operation      string             `json:"operation"`
-	Namespace      string             `json:"namespace"`
-	User           string             `json:"user"`
-	Groups         []string           `json:"groups"`
-	Allowed        bool               `json:"allowed"`
-	Violations     []policy.Violation `json:"violations"`
-	Warnings       []string           `json:"warnings"`
-	Patches        int                `json:"patches,omitempty"`
-	DryRun         bool               `json:"dryRun"`
-	PolicyRevision string             `json:"policyRevision"`
-	LatencySeconds float64            `json:"latencySeconds"`
-	Error          string             `json:"error,omitempty"`
-	ClientVerified bool               `json:"clientVerified"`
+	Time       string             `json:"time"`
+	Msg        string             `json:"msg"`
+	Webhook    string             `json:"webhook"`
+	UID        string             `json:"uid"`
+	Operation  string             `json:"operation"`
+	Namespace  string             `json:"namespace"`
+	User       string             `json:"user"`
+	Groups     []string           `json:"groups"`
+	Allowed    bool               `json:"allowed"`
+	Violations []policy.Violation `json:"violations"`
+	// OmittedViolations counts the violations not listed (see
+	// admission.MaxRecordedViolations).
+	OmittedViolations int      `json:"omittedViolations,omitempty"`
+	Warnings          []string `json:"warnings"`
+	Patches           int      `json:"patches,omitempty"`
+	DryRun            bool     `json:"dryRun"`
+	PolicyRevision    string   `json:"policyRevision"`
+	LatencySeconds    float64  `json:"latencySeconds"`
+	Error             string   `json:"error,omitempty"`
+	ClientVerified    bool     `json:"clientVerified"`
 }
 
 // DecisionLogMessage is the msg of every decision log line.
@@ -268,7 +283,7 @@ func (s *Sink) log(ctx context.Context, r *admission.Record) {
 	line := decisionLine{
 		Time: r.Time.UTC().Format(time.RFC3339Nano), Msg: DecisionLogMessage, Webhook: r.Webhook, UID: r.UID,
 		Operation: r.Operation, Namespace: r.Namespace, User: r.Username, Groups: r.Groups, Allowed: r.Allowed,
-		Violations: r.Violations, Warnings: r.Warnings, Patches: r.Patches, DryRun: r.DryRun,
+		Violations: r.Violations, OmittedViolations: r.OmittedViolations, Warnings: r.Warnings, Patches: r.Patches, DryRun: r.DryRun,
 		PolicyRevision: r.Revision, LatencySeconds: r.Latency.Seconds(), ClientVerified: r.ClientVerified,
 	}
 	if line.Groups == nil {
@@ -281,7 +296,7 @@ func (s *Sink) log(ctx context.Context, r *admission.Record) {
 		line.Warnings = []string{}
 	}
 	if r.Err != nil {
-		line.Error = r.Err.Error()
+		line.Error = truncate(r.Err.Error(), maxMessage)
 	}
 	b, err := json.Marshal(line)
 	if err != nil {
@@ -298,17 +313,10 @@ func (s *Sink) log(ctx context.Context, r *admission.Record) {
 	}
 }
 
-// truncate shortens s to at most n bytes, marking the cut.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	const mark = "..."
-	cut := n - len(mark)
-	for cut > 0 && !isRuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
-}
+// maxDecisionLine bounds a decision log line: the record's bounded fields
+// (at most admission.MaxRecordedViolations violations, admission.MaxGroups
+// groups, admission.MaxWarnings warnings) and a truncated error.
+const maxDecisionLine = 128 << 10
 
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+// truncate shortens s to at most n bytes, marking the cut.
+func truncate(s string, n int) string { return admission.Truncate(s, n) }

@@ -65,7 +65,8 @@ type Writer struct {
 	log         logr.Logger
 
 	// limit is the bound in use: ReportSize, or less after the API server
-	// refused an object as too large.
+	// refused an object as too large; it grows back by a quarter with each
+	// write that succeeds.
 	limit int
 	// lastErr and lastErrAt keep a repeated write error from flooding the log.
 	lastErr   string
@@ -194,11 +195,13 @@ func (w *Writer) flush(ctx context.Context) error {
 		q.done(0)
 		return nil
 	}
-	err := w.write(ctx, batch)
+	left, err := w.write(ctx, batch)
 	if err != nil {
-		if dropped := q.requeue(batch); dropped > 0 {
+		if dropped := q.requeue(left); dropped > 0 {
 			droppedTotal.WithLabelValues(DropQueueFull).Add(float64(dropped))
 		}
+		// The results dropped as too large left the queue for good.
+		queueLength.Sub(float64(len(batch) - len(left)))
 		return err
 	}
 	q.done(len(batch))
@@ -206,9 +209,14 @@ func (w *Writer) flush(ctx context.Context) error {
 }
 
 // write merges batch into the latest report: read, merge, update with the
-// read resourceVersion, and again on a conflict.
-func (w *Writer) write(ctx context.Context, batch []denial) error {
+// read resourceVersion, and again on a conflict. When the API server refuses
+// the report as too large, the report keeps half as many results and the
+// write is tried again; when a report of a single new result is still too
+// large, that result can never be written: it is dropped from the batch and
+// counted (DropTooLarge). write returns what is left of the batch.
+func (w *Writer) write(ctx context.Context, batch []denial) ([]denial, error) {
 	name := w.o.ReportName
+	start := w.limit
 	for attempt := 1; ; attempt++ {
 		report := &reportsv1alpha1.ClusterReport{}
 		err := w.client.Get(ctx, client.ObjectKey{Name: name}, report)
@@ -217,12 +225,12 @@ func (w *Writer) write(ctx context.Context, batch []denial) error {
 		case creating:
 			report = newReport(name, w.o.ReportSize)
 		case err != nil:
-			return w.failed(err, false)
+			return batch, w.failed(err, false)
 		}
 		m := mergeDenials(report.Results, batch, w.limit)
 		if m.added == 0 && !creating {
 			w.succeeded()
-			return nil // every result is there already: a retry of a write that went through
+			return batch, nil // every result is there already: a retry of a write that went through
 		}
 		report.Results = m.results
 		report.Summary = summarize(m.results)
@@ -240,26 +248,56 @@ func (w *Writer) write(ctx context.Context, batch []denial) error {
 				droppedTotal.WithLabelValues(DropReportBound).Add(float64(m.trimmed))
 			}
 			w.succeeded()
-			return nil
+			if w.limit < w.o.ReportSize {
+				w.limit = min(w.o.ReportSize, w.limit+w.limit/4+1)
+			}
+			return batch, nil
 		case apierrors.IsConflict(err) || (creating && apierrors.IsAlreadyExists(err)):
 			// Another replica wrote first: merge into its object.
 			reportWritesTotal.WithLabelValues(name, "conflict").Inc()
 			if attempt >= maxConflictRetries {
-				return w.failed(fmt.Errorf("still conflicting after %d attempts: %w", attempt, err), creating)
+				return batch, w.failed(fmt.Errorf("still conflicting after %d attempts: %w", attempt, err), creating)
 			}
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return batch, ctx.Err()
 			case <-time.After(time.Duration(rand.Int64N(int64(20 * time.Millisecond)))):
 			}
-		case isTooLarge(err) && w.limit > 10:
+		case isTooLarge(err) && len(m.results) > 1:
 			reportWritesTotal.WithLabelValues(name, "error").Inc()
-			w.limit = w.limit * 3 / 4
-			w.log.Error(err, "the report is too large for the API server; keeping fewer results", "keep", w.limit, "reportSize", w.o.ReportSize)
+			w.limit = max(1, min(w.limit, len(m.results))/2)
+			w.log.Error(err, "the report is too large for the API server; keeping fewer results for now", "keep", w.limit, "reportSize", w.o.ReportSize)
+		case isTooLarge(err) && len(m.results) == 1 && inBatch(batch, resultKey(&m.results[0])):
+			// The newest result alone is too large: drop it, and write the
+			// rest of the batch with the bound this write started with.
+			reportWritesTotal.WithLabelValues(name, "error").Inc()
+			key := resultKey(&m.results[0])
+			kept := batch[:0:0]
+			for i := range batch {
+				if batch[i].key() != key {
+					kept = append(kept, batch[i])
+				}
+			}
+			droppedTotal.WithLabelValues(DropTooLarge).Add(float64(len(batch) - len(kept)))
+			w.log.Error(err, "a denial result is too large for the API server on its own; it is dropped", "requestUID", m.results[0].Properties[PropRequestUID], "rule", m.results[0].Rule)
+			batch, w.limit = kept, start
+			if len(batch) == 0 {
+				return batch, nil
+			}
 		default:
-			return w.failed(err, creating)
+			return batch, w.failed(err, creating)
 		}
 	}
+}
+
+// inBatch tells whether a denial of batch has this result key.
+func inBatch(batch []denial, key string) bool {
+	for i := range batch {
+		if batch[i].key() == key {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *Writer) succeeded() {

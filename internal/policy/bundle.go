@@ -58,6 +58,8 @@ type Bundle struct {
 	mutations   *decisionCache[*Mutation]
 	validations *decisionCache[*Validation]
 	plans       *decisionCache[map[string]any]
+	// cacheEntries and cacheBytes bound the decision caches.
+	cacheEntries, cacheBytes int
 
 	// strings holds a shared term for each string the policy knows (see
 	// knownStrings), which the input reuses.
@@ -68,18 +70,29 @@ type Bundle struct {
 // remembers (0 disables the cache) and empties it. Call it before the bundle
 // serves requests.
 func (b *Bundle) SetDecisionCacheSize(n int) {
-	b.mutations = newDecisionCache[*Mutation](n)
-	b.validations = newDecisionCache[*Validation](n)
-	b.plans = newDecisionCache[map[string]any](n)
+	b.cacheEntries = n
+	b.newCaches()
 }
 
-// CacheStats returns the bundle's decision cache hits and misses, summed
-// over mutations, validations and plans.
+// SetDecisionCacheBytes sets the memory budget of the bundle's decision
+// caches, shared equally by mutations, validations and plans (0 disables
+// the cache), and empties them. Call it before the bundle serves requests.
+func (b *Bundle) SetDecisionCacheBytes(n int) {
+	b.cacheBytes = n
+	b.newCaches()
+}
+
+func (b *Bundle) newCaches() {
+	third := b.cacheBytes / 3
+	b.mutations = newDecisionCache(b.cacheEntries, third, mutationSize)
+	b.validations = newDecisionCache(b.cacheEntries, third, validationSize)
+	b.plans = newDecisionCache(b.cacheEntries, third, planSize)
+}
+
+// CacheStats returns the bundle's decision cache figures, summed over
+// mutations, validations and plans.
 func (b *Bundle) CacheStats() CacheStats {
-	return CacheStats{
-		Hits:   b.mutations.hits.Load() + b.validations.hits.Load() + b.plans.hits.Load(),
-		Misses: b.mutations.misses.Load() + b.validations.misses.Load() + b.plans.misses.Load(),
-	}
+	return b.mutations.stats().add(b.validations.stats()).add(b.plans.stats())
 }
 
 // LoadEmbedded compiles the bundle built into the binary.
@@ -144,7 +157,8 @@ func Load(ctx context.Context, fsys fs.FS, source string) (*Bundle, error) {
 			return nil, fmt.Errorf("policy bundle %s does not define %s, which nsprov queries", source, q)
 		}
 	}
-	b.SetDecisionCacheSize(DefaultDecisionCacheSize)
+	b.cacheEntries, b.cacheBytes = DefaultDecisionCacheSize, DefaultDecisionCacheBytes
+	b.newCaches()
 	b.store = inmem.NewFromObjectWithOpts(b.data, inmem.OptRoundTripOnWrite(false), inmem.OptReturnASTValuesOnRead(true))
 
 	if err := b.prepare(ctx); err != nil {

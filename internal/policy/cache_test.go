@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"testing"
 
@@ -45,7 +46,7 @@ func TestCacheKeyCoversTheInput(t *testing.T) {
 			r.Object.Annotations = map[string]string{"nsprov.io/team": "payments:1:x", "nsprov.io/environment": "development"}
 		},
 	}
-	seen := map[string]string{"": base}
+	seen := map[string]cacheKey{"": base}
 	for name, change := range changes {
 		r := cacheRequest()
 		change(r)
@@ -107,31 +108,33 @@ func TestDecisionCache(t *testing.T) {
 	}
 }
 
+func keyOf(s string) cacheKey { return sha256.Sum256([]byte(s)) }
+
 func TestDecisionCacheIsBounded(t *testing.T) {
-	c := newDecisionCache[int](3)
+	c := newDecisionCache(6, 1<<20, func(int) int { return 0 })
 	for i := range 10 {
-		c.put(fmt.Sprint(i), i)
+		c.put(keyOf(fmt.Sprint(i)), i)
 	}
 	if n := len(c.cur) + len(c.prev); n > 6 {
-		t.Errorf("%d entries kept, want at most 2*size = 6", n)
+		t.Errorf("%d entries kept, want at most 6", n)
 	}
-	if v, ok := c.get("9"); !ok || v != 9 {
+	if v, ok := c.get(keyOf("9")); !ok || v != 9 {
 		t.Errorf("newest entry lost: %v %v", v, ok)
 	}
-	if _, ok := c.get("0"); ok {
-		t.Errorf("oldest entry kept after 10 inserts into a cache of 3")
+	if _, ok := c.get(keyOf("0")); ok {
+		t.Errorf("oldest entry kept after 10 inserts into a cache of 6")
 	}
 	// An entry found in the previous generation is promoted and survives the
 	// next rotation.
-	c = newDecisionCache[int](2)
-	c.put("a", 1)
-	c.put("b", 2)
-	c.put("c", 3) // rotates: prev {a b}, cur {c}
-	if _, ok := c.get("a"); !ok {
+	c = newDecisionCache(4, 1<<20, func(int) int { return 0 })
+	c.put(keyOf("a"), 1)
+	c.put(keyOf("b"), 2)
+	c.put(keyOf("c"), 3) // rotates: prev {a b}, cur {c}
+	if _, ok := c.get(keyOf("a")); !ok {
 		t.Fatal("entry of the previous generation not found")
 	}
-	c.put("d", 4) // rotates: prev {c a}, cur {d}
-	if _, ok := c.get("a"); !ok {
+	c.put(keyOf("d"), 4) // rotates: prev {c a}, cur {d}
+	if _, ok := c.get(keyOf("a")); !ok {
 		t.Errorf("a promoted entry was dropped by the next rotation")
 	}
 }

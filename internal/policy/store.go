@@ -37,7 +37,9 @@ type Store struct {
 	overlay   string
 	interval  time.Duration
 	cacheSize int
-	evaluator string
+	// cacheBytes is the byte budget of each bundle's decision caches.
+	cacheBytes int
+	evaluator  string
 }
 
 // Status is what a store has done since it was created.
@@ -249,7 +251,7 @@ var ErrNoLastGood = errors.New("no last good bundle was saved")
 func NewStoreWithLastGood(ctx context.Context, dir, overlayDir string, lastGood func(context.Context) (*LastGood, error)) (*Store, error) {
 	b, files, rev, err := loadFiles(ctx, dir, overlayDir)
 	if err == nil {
-		s := &Store{dir: dir, overlay: overlayDir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, files: files, loaded: b.Revision}
+		s := &Store{dir: dir, overlay: overlayDir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, cacheBytes: DefaultDecisionCacheBytes, files: files, loaded: b.Revision}
 		s.current.Store(b)
 		return s, nil
 	}
@@ -267,7 +269,7 @@ func NewStoreWithLastGood(ctx context.Context, dir, overlayDir string, lastGood 
 	if lerr != nil {
 		return nil, fmt.Errorf("%w; and the last good bundle from %s does not load either (%w): fix the policy", err, lg.Origin, lerr)
 	}
-	s := &Store{dir: dir, overlay: overlayDir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, files: lg.Files, broken: rev}
+	s := &Store{dir: dir, overlay: overlayDir, interval: 2 * time.Second, cacheSize: DefaultDecisionCacheSize, cacheBytes: DefaultDecisionCacheBytes, files: lg.Files, broken: rev}
 	if rev == "" {
 		s.broken = "unreadable"
 	}
@@ -373,6 +375,14 @@ func (s *Store) SetDecisionCacheSize(n int) {
 	s.Bundle().SetDecisionCacheSize(n)
 }
 
+// SetDecisionCacheBytes sets the byte budget of the decision caches of the
+// active bundle and of every bundle loaded later (0 disables caching). Call
+// it before serving.
+func (s *Store) SetDecisionCacheBytes(n int) {
+	s.cacheBytes = n
+	s.Bundle().SetDecisionCacheBytes(n)
+}
+
 // SetEvaluator selects the evaluator of the active bundle and of every
 // bundle loaded later (see Bundle.UseEvaluator). Call it before serving.
 func (s *Store) SetEvaluator(name string) error {
@@ -429,7 +439,8 @@ func (s *Store) Watch(ctx context.Context) error {
 			continue
 		}
 		failed = ""
-		b.SetDecisionCacheSize(s.cacheSize)
+		b.cacheEntries, b.cacheBytes = s.cacheSize, s.cacheBytes
+		b.newCaches()
 		if s.evaluator != "" {
 			if err := b.UseEvaluator(s.evaluator); err != nil {
 				return err // SetEvaluator accepted the name, so this cannot happen

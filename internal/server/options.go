@@ -209,6 +209,9 @@ type PolicyOptions struct {
 	// DecisionCacheSize is how many decisions of each kind are remembered by
 	// their input; 0 disables the cache.
 	DecisionCacheSize int
+	// DecisionCacheBytes bounds the memory of the decision caches (all kinds
+	// together); 0 disables the cache.
+	DecisionCacheBytes int
 	// Evaluator is compiled (OPA's planned IR run by nsprov) or topdown
 	// (OPA's evaluator).
 	Evaluator string
@@ -227,6 +230,7 @@ func (o *PolicyOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.OverlayDir, "policy-overlay-dir", "", "directory of files laid out like policies/ layered over the policy bundle (each replaces the bundle's file of the same path, e.g. config/install.yaml), reloaded when they change")
 	fs.DurationVar(&o.PollInterval, "policy-poll-interval", 2*time.Second, "how often --policy-dir and --policy-overlay-dir are checked for changes")
 	fs.IntVar(&o.DecisionCacheSize, "decision-cache-size", policy.DefaultDecisionCacheSize, "how many mutation, validation and plan decisions are each remembered by their input (repeated requests skip evaluation); 0 disables")
+	fs.IntVar(&o.DecisionCacheBytes, "policy-decision-cache-bytes", policy.DefaultDecisionCacheBytes, fmt.Sprintf("memory budget in bytes of the decision caches, shared by mutations, validations and plans; keyed by a hash of the input, inputs over %d KiB are never cached; 0 disables", policy.MaxCachedInputBytes>>10))
 	fs.StringVar(&o.LastGood, "policy-last-good", DefaultLastGoodConfigMap, "ConfigMap where the last --policy-dir bundle that loaded is saved; a replica whose --policy-dir does not load at start serves it (and keeps reloading) instead of failing; empty disables")
 	fs.StringVar(&o.LastGoodNamespace, "policy-last-good-namespace", "", "namespace of --policy-last-good (default: $POD_NAMESPACE, or the namespace nsprov runs in)")
 	fs.StringVar(&o.Evaluator, "policy-evaluator", policy.EvaluatorCompiled, "how policies are evaluated: compiled (OPA's planner output, run by nsprov; falls back to topdown when a policy cannot be compiled) or topdown (OPA's evaluator)")
@@ -250,6 +254,9 @@ func (o *PolicyOptions) Validate() error {
 	}
 	if o.DecisionCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("--decision-cache-size %d must not be negative; use 0 to disable the cache", o.DecisionCacheSize))
+	}
+	if o.DecisionCacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("--policy-decision-cache-bytes %d must not be negative; use 0 to disable the cache", o.DecisionCacheBytes))
 	}
 	if o.LastGood != "" {
 		if msgs := validation.IsDNS1123Subdomain(o.LastGood); len(msgs) > 0 {
@@ -277,6 +284,7 @@ func (o *PolicyOptions) NewStore(ctx context.Context) (*policy.Store, error) {
 func (o *PolicyOptions) configure(store *policy.Store) (*policy.Store, error) {
 	store.SetInterval(o.PollInterval)
 	store.SetDecisionCacheSize(o.DecisionCacheSize)
+	store.SetDecisionCacheBytes(o.DecisionCacheBytes)
 	if err := store.SetEvaluator(o.Evaluator); err != nil {
 		return nil, err
 	}

@@ -108,6 +108,7 @@ func TestOptionGroupsValidate(t *testing.T) {
 		{"endpoints", &EndpointOptions{}, []string{"--metrics-bind-address", "8080"}, `--metrics-bind-address "8080" is not host:port`},
 		{"pprof without metrics", &EndpointOptions{}, []string{"--metrics-bind-address", "0", "--enable-pprof"}, "--enable-pprof needs the metrics listener"},
 		{"policy", &PolicyOptions{}, []string{"--decision-cache-size", "-1"}, "--decision-cache-size -1 must not be negative; use 0 to disable the cache"},
+		{"policy", &PolicyOptions{}, []string{"--policy-decision-cache-bytes", "-1"}, "--policy-decision-cache-bytes -1 must not be negative; use 0 to disable the cache"},
 		{"controller", &ControllerOptions{}, []string{"--concurrent-reconciles", "0"}, "--concurrent-reconciles 0 must be at least 1"},
 		{"controller off", &ControllerOptions{}, []string{"--controller=false", "--concurrent-reconciles", "0"}, ""},
 		{"logging", &LoggingOptions{}, []string{"--log-format", "xml"}, `--log-format "xml" is not supported; use json or text`},

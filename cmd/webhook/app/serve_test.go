@@ -141,7 +141,7 @@ func TestServeOptionsValid(t *testing.T) {
 		Kube:      server.KubeOptions{QPS: 50, Burst: 100},
 		Webhook:   server.WebhookOptions{Port: 9443, CertName: "tls.crt", KeyName: "tls.key", Certs: defaultCertOptions},
 		Endpoints: server.EndpointOptions{MetricsAddr: ":8080", ProbeAddr: ":8081"},
-		Policy:    server.PolicyOptions{PollInterval: 2 * time.Second, DecisionCacheSize: 4096, Evaluator: "compiled", LastGood: "nsprov-policy-last-good"},
+		Policy:    server.PolicyOptions{PollInterval: 2 * time.Second, DecisionCacheSize: 4096, DecisionCacheBytes: 16 << 20, Evaluator: "compiled", LastGood: "nsprov-policy-last-good"},
 		Controller: server.ControllerOptions{
 			Enabled: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
 			Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true, ConcurrentReconciles: 4,
