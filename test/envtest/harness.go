@@ -50,6 +50,9 @@ type Options struct {
 	// NoRunner runs no Argo: Workflows stay unrun, for measurements of the
 	// controller alone.
 	NoRunner bool
+	// ServeArgs are more flags of nsprov's server (after the harness's own,
+	// so they win), such as the provisioning pace.
+	ServeArgs []string
 }
 
 // Env is a running control plane with nsprov's webhooks registered.
@@ -300,11 +303,18 @@ func (e *Env) startServer(ctx context.Context, host string, port int) (*policy.S
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false",
 		"--identity", ControllerUser, "--argo-namespace", ArgoNamespace,
 		"--policy-poll-interval", "200ms",
+		// Failed provisioning is retried after 2s, 4s, 8s, ... rather than 30s.
+		"--retry-base-delay", "2s",
 	}
 	if e.opts.PolicyDir != "" {
 		args = append(args, "--policy-dir", e.opts.PolicyDir)
 	}
-	if err := fs.Parse(args); err != nil {
+	if e.opts.NoRunner {
+		// No Workflow ever finishes: a bound on the running ones would
+		// hold all but the first back.
+		args = append(args, "--max-running-workflows", "0", "--workflow-start-rate", "0")
+	}
+	if err := fs.Parse(append(args, e.opts.ServeArgs...)); err != nil {
 		return nil, err
 	}
 	if err := o.Validate(); err != nil {
