@@ -66,6 +66,9 @@ type Reconciler struct {
 	// Pacer bounds the rate of new Workflows and how many run at once
 	// (default: no bound).
 	Pacer *Pacer
+	// APIReader reads from the API server, past the cache (default: the
+	// manager's).
+	APIReader client.Reader
 }
 
 // SetupWithManager registers the controller: it watches requested Namespaces
@@ -94,6 +97,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if r.Pacer == nil {
 		r.Pacer = &Pacer{}
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
 	}
 	// Policy changes: a runnable of the leader, like the controller. Every
 	// requested namespace is reconciled; those whose plan changed get a new
@@ -301,8 +307,17 @@ func (r *Reconciler) reconcile(ctx context.Context, ns *corev1.Namespace) (ctrl.
 			return ctrl.Result{}, false, r.syncProvisioning(ctx, ns, contract.ProvisioningSucceeded) // history
 		case cur != nil && cur.Reason == contract.ReasonFailed:
 			return r.retry(ctx, ns, plan, key, attempt, cur.LastTransitionTime.Time)
-		default:
-			// Queued for a retry, or deleted before it finished: the next attempt.
+		}
+		if name == "" {
+			return r.start(ctx, ns, plan, key, 1, false)
+		}
+		// Not in the cache: just created (the cache lags behind the
+		// annotation that names it), or deleted before it finished.
+		wf = &wfv1.Workflow{}
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: r.Options.ArgoNamespace, Name: name}, wf); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, false, fmt.Errorf("reading Workflow %s: %w", ref, err)
+		} else if err != nil {
+			// Gone, or queued for a retry: the next attempt.
 			return r.start(ctx, ns, plan, key, attempt+1, true)
 		}
 	}
