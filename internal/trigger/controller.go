@@ -328,13 +328,16 @@ func (r *Reconciler) reconcile(ctx context.Context, ns *corev1.Namespace) (ctrl.
 		if cur != nil && cur.Reason == contract.ReasonQueued {
 			return r.start(ctx, ns, plan, key, attempt+1, true) // its backoff had passed
 		}
-		failedAt := time.Now()
+		failedAt := time.Now().Truncate(time.Second)
 		if cur != nil && cur.Reason == contract.ReasonFailed && strings.Contains(cur.Message, "/"+wf.Name+" ") {
 			failedAt = cur.LastTransitionTime.Time
 		}
 		next := failedAt.Add(r.backoff(attempt))
 		msg = fmt.Sprintf("%s (attempt %d; next retry at %s)", msg, attempt, next.UTC().Format(time.RFC3339))
-		if err := r.report(ctx, ns, wf, status, reason, msg, ptr.To(contract.ProvisioningFailed)); err != nil {
+		if err := r.setConditionAt(ctx, ns, wf, status, reason, msg, failedAt); err != nil {
+			return ctrl.Result{}, false, err
+		}
+		if err := r.syncProvisioning(ctx, ns, contract.ProvisioningFailed); err != nil {
 			return ctrl.Result{}, false, err
 		}
 		return r.retry(ctx, ns, plan, key, attempt, failedAt)
@@ -631,6 +634,11 @@ func failedSteps(wf *wfv1.Workflow) string {
 // setCondition writes the Provisioned condition when it changed, and records
 // an Event on a change into Succeeded, Failed or a problem.
 func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string) error {
+	return r.setConditionAt(ctx, ns, wf, status, reason, msg, time.Now())
+}
+
+// setConditionAt is setCondition with the time of a transition.
+func (r *Reconciler) setConditionAt(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string, at time.Time) error {
 	var cur *corev1.NamespaceCondition
 	for i := range ns.Status.Conditions {
 		if ns.Status.Conditions[i].Type == contract.ConditionProvisioned {
@@ -641,7 +649,7 @@ func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf 
 		return nil
 	}
 	changed := cur == nil || cur.Status != status || cur.Reason != reason
-	now := metav1.Now()
+	now := metav1.NewTime(at.Truncate(time.Second)) // as the API server stores it
 	next := corev1.NamespaceCondition{Type: contract.ConditionProvisioned, Status: status, Reason: reason, Message: msg, LastTransitionTime: now}
 	if cur != nil && cur.Status == status {
 		next.LastTransitionTime = cur.LastTransitionTime
