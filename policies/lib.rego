@@ -35,6 +35,7 @@ mirrored_label_keys := {"nsprov.io/team", "nsprov.io/environment", "nsprov.io/ti
 known_annotation_keys := {
 	"nsprov.io/team", "nsprov.io/environment", "nsprov.io/tier", "nsprov.io/network-policy", "nsprov.io/features",
 	"nsprov.io/reprovision", "nsprov.io/requested-by", "nsprov.io/workflow",
+	"nsprov.io/provisioned-plan", "nsprov.io/provisioning", "nsprov.io/cancel",
 }
 
 request := input.request

@@ -32,7 +32,43 @@ annotations := object.union_n([
 	tier_annotation,
 	features_annotation,
 	{"nsprov.io/network-policy": lib.network_policy, "nsprov.io/requested-by": requested_by},
+	provisioning_annotation,
+	provisioned_plan_annotation,
 ])
+
+# nsprov.io/provisioning says how the provisioning of the request as it now
+# is goes. A new or changed request (its annotations or
+# nsprov.io/reprovision) is Pending until nsprov's controller, which alone
+# writes the other values, reports its Workflow's result; so a client waits
+# for its own change with
+# kubectl wait --for=jsonpath='{.metadata.annotations.nsprov\.io/provisioning}'=Succeeded.
+# Anyone else's value is replaced by the stored one: a requester cannot fake
+# a success.
+provisioning_annotation := {"nsprov.io/provisioning": "Pending"} if {
+	request_changed
+} else := {"nsprov.io/provisioning": object.get(lib.old_annotations, "nsprov.io/provisioning", null)} if {
+	not lib.is_manager
+	changed_by_request("nsprov.io/provisioning")
+} else := {}
+
+# nsprov.io/provisioned-plan records what the controller provisioned; only
+# nsprov writes it (a forged one would stop a re-provisioning).
+provisioned_plan_annotation := {"nsprov.io/provisioned-plan": object.get(lib.old_annotations, "nsprov.io/provisioned-plan", null)} if {
+	not lib.is_manager
+	changed_by_request("nsprov.io/provisioned-plan")
+} else := {}
+
+changed_by_request(key) if object.get(lib.annotations, key, null) != object.get(lib.old_annotations, key, null)
+
+request_changed if input.request.operation == "CREATE"
+
+request_changed if {
+	input.request.operation == "UPDATE"
+	some key in request_change_keys
+	changed_by_request(key)
+}
+
+request_change_keys := lib.request_keys | {lib.reprovision_key}
 
 tier_annotation := {"nsprov.io/tier": lib.tier} if {
 	lib.tier

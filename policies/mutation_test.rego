@@ -39,6 +39,7 @@ test_defaults_in_development if {
 			"nsprov.io/tier": "small",
 			"nsprov.io/network-policy": "isolated",
 			"nsprov.io/requested-by": "alice",
+			"nsprov.io/provisioning": "Pending",
 		},
 		"labels": {
 			"nsprov.io/team": "payments",
@@ -62,6 +63,7 @@ test_defaults_in_production if {
 			"nsprov.io/tier": "medium",
 			"nsprov.io/network-policy": "isolated",
 			"nsprov.io/requested-by": "alice",
+			"nsprov.io/provisioning": "Pending",
 		},
 		"labels": {
 			"nsprov.io/team": "payments",
@@ -122,7 +124,7 @@ test_features_blank_list_removed if {
 test_features_absent_not_added if {
 	result := mutation.result with input as request("development", {})
 	not "nsprov.io/features" in object.keys(result.annotations)
-	count(result.annotations) == 3
+	count(result.annotations) == 4
 }
 
 test_labels_mirror_annotations if {
@@ -167,6 +169,7 @@ test_invalid_environment_not_mirrored if {
 		"annotations": {
 			"nsprov.io/network-policy": "isolated",
 			"nsprov.io/requested-by": "alice",
+			"nsprov.io/provisioning": "Pending",
 		},
 		"labels": {"nsprov.io/team": "payments"},
 	}
@@ -250,4 +253,54 @@ test_released_namespace_loses_mirrored_labels if {
 		"nsprov.io/environment": null,
 		"nsprov.io/tier": null,
 	}} with input as update({"username": "root", "groups": ["system:masters"]}, old, new)
+}
+
+# nsprov.io/provisioning and nsprov.io/provisioned-plan
+
+stored := ns("payments", {
+	"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "small",
+	"nsprov.io/network-policy": "isolated", "nsprov.io/requested-by": "alice",
+	"nsprov.io/provisioning": "Succeeded", "nsprov.io/provisioned-plan": "abc.def",
+}, {})
+
+with_annotations(o, a) := object.union(o, {"metadata": {"annotations": object.union(o.metadata.annotations, a)}})
+
+nsprov_sa := {"username": "system:serviceaccount:nsprov-system:nsprov", "groups": ["system:serviceaccounts", "system:authenticated"]}
+
+test_provisioning_pending_on_create if {
+	result := mutation.result with input as request("development", {"nsprov.io/provisioning": "Succeeded", "nsprov.io/provisioned-plan": "x"})
+	result.annotations["nsprov.io/provisioning"] == "Pending"
+	result.annotations["nsprov.io/provisioned-plan"] == null
+}
+
+test_provisioning_pending_for_each_change if {
+	every change in [
+		{"nsprov.io/tier": "medium"},
+		{"nsprov.io/features": "istio"},
+		{"nsprov.io/reprovision": "1"},
+		{"nsprov.io/tier": "medium", "nsprov.io/provisioning": "Succeeded"},
+	] {
+		result := mutation.result with input as update(alice, stored, with_annotations(stored, change))
+		result.annotations["nsprov.io/provisioning"] == "Pending"
+	}
+}
+
+test_requester_cannot_set_nsprov_state if {
+	new := with_annotations(stored, {"nsprov.io/provisioning": "Failed", "nsprov.io/provisioned-plan": "forged", "example.com/owner": "x"})
+	result := mutation.result with input as update(alice, stored, new)
+	result.annotations["nsprov.io/provisioning"] == "Succeeded"
+	result.annotations["nsprov.io/provisioned-plan"] == "abc.def"
+}
+
+test_nsprov_writes_its_state if {
+	new := with_annotations(stored, {"nsprov.io/provisioning": "Failed", "nsprov.io/provisioned-plan": "new.plan"})
+	result := mutation.result with input as update(nsprov_sa, stored, new)
+	not "nsprov.io/provisioning" in object.keys(result.annotations)
+	not "nsprov.io/provisioned-plan" in object.keys(result.annotations)
+}
+
+test_cancel_is_not_a_change_of_the_request if {
+	new := with_annotations(stored, {"nsprov.io/cancel": "true"})
+	result := mutation.result with input as update(alice, stored, new)
+	not "nsprov.io/provisioning" in object.keys(result.annotations)
 }

@@ -191,6 +191,7 @@ test_mutated_request_validates_and_plans if {
 		"nsprov.io/network-policy": "isolated",
 		"nsprov.io/features": "istio",
 		"nsprov.io/requested-by": "alice",
+		"nsprov.io/provisioning": "Pending",
 	}
 	inp.request.object.metadata.labels == {
 		"nsprov.io/team": "payments",

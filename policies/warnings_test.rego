@@ -35,7 +35,7 @@ small := "tier small costs $100 per month (2 CPU, 4Gi memory, 20Gi storage)"
 
 medium := "tier medium costs $200 per month (4 CPU, 8Gi memory, 50Gi storage)"
 
-known := "nsprov.io/environment, nsprov.io/features, nsprov.io/network-policy, nsprov.io/reprovision, nsprov.io/requested-by, nsprov.io/team, nsprov.io/tier, nsprov.io/workflow"
+known := "nsprov.io/cancel, nsprov.io/environment, nsprov.io/features, nsprov.io/network-policy, nsprov.io/provisioned-plan, nsprov.io/provisioning, nsprov.io/reprovision, nsprov.io/requested-by, nsprov.io/team, nsprov.io/tier, nsprov.io/workflow"
 
 open_warning(env) := sprintf("network policy open in %s: no default deny; all traffic allowed; consider isolated or team", [env])
 

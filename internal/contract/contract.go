@@ -24,6 +24,12 @@ const (
 	FeaturesAnnotation = "nsprov.io/features"
 	// ReprovisionAnnotation set to a new value runs the same plan again.
 	ReprovisionAnnotation = "nsprov.io/reprovision"
+	// CancelAnnotation, set to any value, stops the namespace's running or
+	// queued provisioning: its Workflow is shut down, the condition turns
+	// False with reason Cancelled, and nsprov removes the annotation. The
+	// same request is not run again; a new one (a changed request,
+	// nsprov.io/reprovision) is.
+	CancelAnnotation = "nsprov.io/cancel"
 )
 
 // RequestAnnotations are the annotations that make a namespace a requested
@@ -49,6 +55,21 @@ const (
 	// WorkflowAnnotation on a Namespace names the Workflow that provisions
 	// it: <argo-namespace>/<workflow-name>.
 	WorkflowAnnotation = "nsprov.io/workflow"
+	// ProvisionedPlanAnnotation on a Namespace records what its current
+	// Workflow provisions: <plan hash>.<template hash>[.<reprovision hash>].
+	// When the plan, the WorkflowTemplate's content and nsprov.io/reprovision
+	// still give this value, the namespace is not provisioned again, even
+	// once the Workflow is gone (Argo's TTL).
+	ProvisionedPlanAnnotation = "nsprov.io/provisioned-plan"
+	// ProvisioningAnnotation on a Namespace is the state of the provisioning
+	// of its current request: ProvisioningPending, set by the mutating
+	// webhook when a request is created or changed (and by nsprov when it
+	// starts a run), then ProvisioningSucceeded, ProvisioningFailed or
+	// ProvisioningCancelled, set by nsprov for the request as it now is. So
+	// `kubectl wait --for=jsonpath='{.metadata.annotations.nsprov\.io/provisioning}'=Succeeded`
+	// right after a change waits for that change. A requester cannot set it
+	// to anything but Pending.
+	ProvisioningAnnotation = "nsprov.io/provisioning"
 	// TeamLabel, EnvironmentLabel and TierLabel mirror the request
 	// annotations of the same name, so selectors can use them.
 	TeamLabel        = TeamAnnotation
@@ -67,6 +88,14 @@ const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	// ManagedBy is the value of ManagedByLabel on what nsprov creates.
 	ManagedBy = "nsprov"
+)
+
+// Values of ProvisioningAnnotation.
+const (
+	ProvisioningPending   = "Pending"
+	ProvisioningSucceeded = "Succeeded"
+	ProvisioningFailed    = "Failed"
+	ProvisioningCancelled = "Cancelled"
 )
 
 // Annotations of nsprov's namespace audit ClusterReport (nsprov-namespace-audit).
@@ -94,6 +123,7 @@ func KnownAnnotations() []string {
 	return []string{
 		TeamAnnotation, EnvironmentAnnotation, TierAnnotation, NetworkPolicyAnnotation, FeaturesAnnotation,
 		ReprovisionAnnotation, RequestedByAnnotation, WorkflowAnnotation,
+		ProvisionedPlanAnnotation, ProvisioningAnnotation, CancelAnnotation,
 	}
 }
 
@@ -116,11 +146,16 @@ const (
 	// ReasonPolicyViolation: the namespace breaks the current policy, or
 	// the policy's plan cannot drive the Workflow (False).
 	ReasonPolicyViolation = "PolicyViolation"
+	// ReasonQueued: the Workflow waits for its turn, as nsprov bounds how
+	// many Workflows run at once and how fast they start (Unknown).
+	ReasonQueued = "Queued"
+	// ReasonCancelled: nsprov.io/cancel stopped the provisioning (False).
+	ReasonCancelled = "Cancelled"
 )
 
 // Reasons are the reasons of the Provisioned condition; Events use them too.
 func Reasons() []string {
-	return []string{ReasonPending, ReasonRunning, ReasonSucceeded, ReasonFailed, ReasonTemplateNotFound, ReasonPolicyViolation}
+	return []string{ReasonPending, ReasonRunning, ReasonSucceeded, ReasonFailed, ReasonTemplateNotFound, ReasonPolicyViolation, ReasonQueued, ReasonCancelled}
 }
 
 // Identity is a user the policy is evaluated as.

@@ -305,6 +305,16 @@ type ControllerOptions struct {
 	Identity string
 	// ConcurrentReconciles is how many namespaces the controller works on at once.
 	ConcurrentReconciles int
+	// RetryBaseDelay is the wait before the first retry of a failed
+	// provisioning; each further retry waits twice as long, at most
+	// RetryMaxDelay.
+	RetryBaseDelay, RetryMaxDelay time.Duration
+	// MaxRunningWorkflows bounds the nsprov Workflows unfinished at once.
+	MaxRunningWorkflows int
+	// WorkflowStartRate bounds how many Workflows start per second, with
+	// bursts of WorkflowStartBurst.
+	WorkflowStartRate  float64
+	WorkflowStartBurst int
 	// LeaderElect makes one replica at a time run the controller and the
 	// background audit.
 	LeaderElect bool
@@ -320,6 +330,11 @@ func (o *ControllerOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WorkflowTemplate, "workflow-template", trigger.TemplateName, "WorkflowTemplate the controller runs for each namespace")
 	fs.StringVar(&o.Identity, "identity", contract.DefaultUsername, "username the controller evaluates plans as (listed in the policy's manager_users)")
 	fs.IntVar(&o.ConcurrentReconciles, "concurrent-reconciles", 4, "how many namespaces the controller reconciles at once")
+	fs.DurationVar(&o.RetryBaseDelay, "retry-base-delay", 30*time.Second, "wait before the first retry of a failed provisioning; each further retry waits twice as long")
+	fs.DurationVar(&o.RetryMaxDelay, "retry-max-delay", time.Hour, "longest wait between retries of a failed provisioning")
+	fs.IntVar(&o.MaxRunningWorkflows, "max-running-workflows", 128, "most nsprov Workflows unfinished at once; namespaces beyond wait with reason Queued (0: no bound)")
+	fs.Float64Var(&o.WorkflowStartRate, "workflow-start-rate", 4, "most Workflows started per second, below Argo's default throughput of about 270 a minute (0: no bound)")
+	fs.IntVar(&o.WorkflowStartBurst, "workflow-start-burst", 10, "Workflows that may start at once before --workflow-start-rate applies")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "elect one replica to run the controller; the webhooks run on every replica")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the namespace nsprov runs in)")
 }
@@ -332,6 +347,15 @@ func (o *ControllerOptions) Validate() error {
 	}
 	if o.Enabled && o.ConcurrentReconciles < 1 {
 		errs = append(errs, fmt.Errorf("--concurrent-reconciles %d must be at least 1", o.ConcurrentReconciles))
+	}
+	if o.Enabled && (o.RetryBaseDelay <= 0 || o.RetryMaxDelay < o.RetryBaseDelay) {
+		errs = append(errs, fmt.Errorf("--retry-base-delay %s must be positive and at most --retry-max-delay %s", o.RetryBaseDelay, o.RetryMaxDelay))
+	}
+	if o.Enabled && (o.MaxRunningWorkflows < 0 || o.WorkflowStartRate < 0) {
+		errs = append(errs, fmt.Errorf("--max-running-workflows %d and --workflow-start-rate %g must not be negative (0 is no bound)", o.MaxRunningWorkflows, o.WorkflowStartRate))
+	}
+	if o.Enabled && o.WorkflowStartRate > 0 && o.WorkflowStartBurst < 1 {
+		errs = append(errs, fmt.Errorf("--workflow-start-burst %d must be at least 1 while --workflow-start-rate is set", o.WorkflowStartBurst))
 	}
 	return errors.Join(errs...)
 }

@@ -134,3 +134,36 @@ func TestOptionGroupsValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestControllerPacingOptions(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // empty: valid
+	}{
+		{nil, ""},
+		{[]string{"--retry-base-delay", "1s", "--retry-max-delay", "1m", "--max-running-workflows", "0", "--workflow-start-rate", "0"}, ""},
+		{[]string{"--retry-base-delay", "0s"}, "--retry-base-delay 0s must be positive and at most --retry-max-delay 1h0m0s"},
+		{[]string{"--retry-base-delay", "2h"}, "must be positive and at most --retry-max-delay"},
+		{[]string{"--max-running-workflows", "-1"}, "must not be negative (0 is no bound)"},
+		{[]string{"--workflow-start-rate", "-2"}, "must not be negative (0 is no bound)"},
+		{[]string{"--workflow-start-burst", "0"}, "--workflow-start-burst 0 must be at least 1 while --workflow-start-rate is set"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			o := &ControllerOptions{}
+			parse(t, o, tt.args...)
+			err := o.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("unexpected error %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+	o := &ControllerOptions{}
+	parse(t, o)
+	if o.RetryBaseDelay != 30*time.Second || o.RetryMaxDelay != time.Hour || o.MaxRunningWorkflows != 128 || o.WorkflowStartRate != 4 || o.WorkflowStartBurst != 10 {
+		t.Errorf("defaults %+v", *o)
+	}
+}

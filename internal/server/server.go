@@ -235,6 +235,9 @@ func addController(mgr manager.Manager, store *policy.Store, o ControllerOptions
 		Username: as,
 
 		MaxConcurrentReconciles: o.ConcurrentReconciles,
+		RetryBase:               o.RetryBaseDelay,
+		RetryMax:                o.RetryMaxDelay,
+		Pacer:                   trigger.NewPacer(o.MaxRunningWorkflows, o.WorkflowStartRate, o.WorkflowStartBurst),
 	}
 	return r.SetupWithManager(mgr)
 }

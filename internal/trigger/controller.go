@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"golang.org/x/time/rate"
+	"k8s.io/utils/ptr"
 
 	"github.com/nsprov/nsprov/internal/contract"
 	"github.com/nsprov/nsprov/internal/policy"
@@ -55,6 +59,16 @@ type Reconciler struct {
 	TemplateRetry time.Duration
 	// MaxConcurrentReconciles is how many namespaces are reconciled at once (default 4).
 	MaxConcurrentReconciles int
+	// RetryBase is the wait before the first retry of a failed run; each
+	// further retry waits twice as long, at most RetryMax (defaults 30s and
+	// 1h).
+	RetryBase, RetryMax time.Duration
+	// Pacer bounds the rate of new Workflows and how many run at once
+	// (default: no bound).
+	Pacer *Pacer
+	// APIReader reads from the API server, past the cache (default: the
+	// manager's).
+	APIReader client.Reader
 }
 
 // SetupWithManager registers the controller: it watches requested Namespaces
@@ -75,6 +89,18 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Username == "" {
 		r.Username = contract.DefaultUsername
 	}
+	if r.RetryBase == 0 {
+		r.RetryBase = 30 * time.Second
+	}
+	if r.RetryMax == 0 {
+		r.RetryMax = time.Hour
+	}
+	if r.Pacer == nil {
+		r.Pacer = &Pacer{}
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	// Policy changes: a runnable of the leader, like the controller. Every
 	// requested namespace is reconciled; those whose plan changed get a new
 	// Workflow.
@@ -82,7 +108,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return r.watchPolicy(ctx, changes) })); err != nil {
 		return err
 	}
-	if err := registerMetrics(r.Client, r.Options.ArgoNamespace); err != nil {
+	if err := registerMetrics(r.Client, r.Options.ArgoNamespace, r.Pacer); err != nil {
 		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
@@ -93,8 +119,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return ok && contract.IsRequested(ns)
 		}))).
 		Owns(&wfv1.Workflow{}).
-		// A WorkflowTemplate that appears unblocks the namespaces waiting for it.
-		Watches(&wfv1.WorkflowTemplate{}, handler.EnqueueRequestsFromMapFunc(r.waitingForTemplate)).
+		// A WorkflowTemplate that appears unblocks the namespaces waiting
+		// for it; one whose content changed re-provisions every namespace
+		// (the others find their run key unchanged).
+		Watches(&wfv1.WorkflowTemplate{}, handler.EnqueueRequestsFromMapFunc(r.templateChanged)).
 		// A new policy may change any namespace's plan.
 		WatchesRawSource(source.Channel(changes, handler.EnqueueRequestsFromMapFunc(r.allRequested))).
 		Complete(r)
@@ -128,124 +156,428 @@ func (r *Reconciler) watchPolicy(ctx context.Context, changes chan<- event.Gener
 	}
 }
 
-// allRequested lists every requested namespace.
+// allRequested lists every requested namespace, the failed ones first, so
+// that a change re-provisions them before the others.
 func (r *Reconciler) allRequested(ctx context.Context, _ client.Object) []reconcile.Request {
 	list := &corev1.NamespaceList{}
-	if err := r.Client.List(ctx, list); err != nil {
-		log.FromContext(ctx).Error(err, "listing namespaces after a policy change")
+	if err := r.Client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		log.FromContext(ctx).Error(err, "listing the requested namespaces")
 		return nil
 	}
-	var reqs []reconcile.Request
+	var failed, others []reconcile.Request
 	for i := range list.Items {
-		if contract.IsRequested(&list.Items[i]) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: list.Items[i].Name}})
+		ns := &list.Items[i]
+		if !contract.IsRequested(ns) {
+			continue
+		}
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Name: ns.Name}}
+		if c := provisionedCondition(ns); c != nil && c.Status == corev1.ConditionFalse {
+			failed = append(failed, req)
+		} else {
+			others = append(others, req)
 		}
 	}
-	return reqs
+	return append(failed, others...)
 }
 
-// waitingForTemplate lists the namespaces whose condition says the template
-// was missing.
-func (r *Reconciler) waitingForTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+// templateChanged lists every requested namespace when o is nsprov's
+// WorkflowTemplate.
+func (r *Reconciler) templateChanged(ctx context.Context, o client.Object) []reconcile.Request {
 	if o.GetNamespace() != r.Options.ArgoNamespace || o.GetName() != r.Options.TemplateName {
 		return nil
 	}
-	list := &corev1.NamespaceList{}
-	if err := r.Client.List(ctx, list); err != nil {
-		log.FromContext(ctx).Error(err, "listing namespaces waiting for the WorkflowTemplate")
-		return nil
-	}
-	var reqs []reconcile.Request
-	for _, ns := range list.Items {
-		for _, c := range ns.Status.Conditions {
-			if c.Type == contract.ConditionProvisioned && c.Reason == contract.ReasonTemplateNotFound {
-				reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: ns.Name}})
-			}
-		}
-	}
-	return reqs
+	return r.allRequested(ctx, o)
 }
 
 // Reconcile implements reconcile.Reconciler.
+//
+// A namespace is provisioned when its run key (the plan's hash, the
+// WorkflowTemplate's content hash, nsprov.io/reprovision) differs from the
+// one it records in nsprov.io/provisioned-plan, and when the run of its
+// recorded key failed and its backoff has passed. Nothing else starts a
+// Workflow: a Workflow that vanishes (Argo's TTL) is history.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, req.NamespacedName, ns); err != nil {
+		r.Pacer.Forget(req.Name)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if ns.DeletionTimestamp != nil || !contract.IsRequested(ns) {
+	if ns.DeletionTimestamp != nil {
+		r.Pacer.Forget(ns.Name)
+		return ctrl.Result{}, r.stopAll(ctx, ns)
+	}
+	if !contract.IsRequested(ns) {
+		r.Pacer.Forget(ns.Name)
 		return ctrl.Result{}, nil
 	}
+	res, queued, err := r.reconcile(ctx, ns)
+	if !queued {
+		r.Pacer.Forget(ns.Name)
+	}
+	return res, err
+}
 
+// reconcile does the work of Reconcile for a requested namespace; queued
+// tells that the namespace waits in the Pacer's queue.
+func (r *Reconciler) reconcile(ctx context.Context, ns *corev1.Namespace) (ctrl.Result, bool, error) {
+	logger := log.FromContext(ctx)
 	b := r.Policies.Bundle()
 	as := contract.As(r.Username)
 	in := &policy.Request{Operation: "UPDATE", Username: as.Username, Groups: as.Groups, Object: ns, OldObject: ns}
 	raw, err := b.Plan(ctx, in)
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("evaluating the plan of %s: %w", ns.Name, err)
+		return ctrl.Result{}, false, fmt.Errorf("evaluating the plan of %s: %w", ns.Name, err)
 	}
 	if raw == nil {
 		v, err := b.Validate(ctx, in)
 		if err != nil {
-			return ctrl.Result{}, fmt.Errorf("evaluating the policy for %s: %w", ns.Name, err)
+			return ctrl.Result{}, false, fmt.Errorf("evaluating the policy for %s: %w", ns.Name, err)
 		}
 		msg := "the policy defines no provisioning plan for this namespace"
 		if !v.Allowed() {
 			msg = "the namespace breaks the current policy: " + v.Message()
 		}
-		return ctrl.Result{}, r.setCondition(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonPolicyViolation, msg)
+		return ctrl.Result{}, false, r.report(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonPolicyViolation, msg, ptr.To(contract.ProvisioningFailed))
 	}
-
 	plan, err := DecodePlan(raw)
 	if err != nil {
-		return ctrl.Result{}, r.setCondition(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonPolicyViolation, err.Error())
+		return ctrl.Result{}, false, r.report(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonPolicyViolation, err.Error(), ptr.To(contract.ProvisioningFailed))
 	}
-	wf := NewWorkflow(ns, plan, ns.Annotations[contract.ReprovisionAnnotation], r.Options)
+	planHash := Hash(Parameters(plan))
+	recorded := ns.Annotations[contract.ProvisionedPlanAnnotation]
+	cur := provisionedCondition(ns)
 
-	existing := &wfv1.Workflow{}
-	err = r.Client.Get(ctx, client.ObjectKeyFromObject(wf), existing)
-	switch {
-	case apierrors.IsNotFound(err):
-		tmpl := &wfv1.WorkflowTemplate{}
-		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Options.ArgoNamespace, Name: r.Options.TemplateName}, tmpl); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return ctrl.Result{}, fmt.Errorf("reading WorkflowTemplate %s/%s: %w", r.Options.ArgoNamespace, r.Options.TemplateName, err)
-			}
-			msg := fmt.Sprintf("WorkflowTemplate %s/%s is not installed; install the nsprov chart, which creates it", r.Options.ArgoNamespace, r.Options.TemplateName)
-			logger.Info("cannot provision yet", "namespace", ns.Name, "reason", msg)
-			if err := r.setCondition(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonTemplateNotFound, msg); err != nil {
-				return ctrl.Result{}, err
-			}
-			return ctrl.Result{RequeueAfter: r.TemplateRetry}, nil
+	tmpl := &wfv1.WorkflowTemplate{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Options.ArgoNamespace, Name: r.Options.TemplateName}, tmpl); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, false, fmt.Errorf("reading WorkflowTemplate %s/%s: %w", r.Options.ArgoNamespace, r.Options.TemplateName, err)
 		}
-		if err := r.Client.Create(ctx, wf); err != nil && !apierrors.IsAlreadyExists(err) {
-			return ctrl.Result{}, fmt.Errorf("creating Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
-		} else if err == nil {
-			logger.Info("provisioning started", "namespace", ns.Name, "workflow", wf.Name)
+		// Without the template there is no run key; a namespace provisioned
+		// with its current plan keeps its condition.
+		if PlanHashOf(recorded) == planHash && cur != nil && cur.Reason != contract.ReasonTemplateNotFound {
+			return ctrl.Result{}, false, nil
+		}
+		msg := fmt.Sprintf("WorkflowTemplate %s/%s is not installed; install the nsprov chart, which creates it", r.Options.ArgoNamespace, r.Options.TemplateName)
+		logger.Info("cannot provision yet", "namespace", ns.Name, "reason", msg)
+		if err := r.report(ctx, ns, nil, corev1.ConditionFalse, contract.ReasonTemplateNotFound, msg, nil); err != nil {
+			return ctrl.Result{}, false, err
+		}
+		return ctrl.Result{RequeueAfter: r.TemplateRetry}, false, nil
+	}
+	key := RunKey(planHash, TemplateHash(&tmpl.Spec), ns.Annotations[contract.ReprovisionAnnotation])
+	_, cancel := ns.Annotations[contract.CancelAnnotation]
+
+	if recorded != key {
+		// A new request, plan, template or reprovision: a new run.
+		if cancel {
+			return ctrl.Result{}, false, r.cancel(ctx, ns, nil, key)
+		}
+		return r.start(ctx, ns, plan, key, 1, false)
+	}
+
+	// The run of the recorded key: its Workflow, if still there.
+	ref := ns.Annotations[contract.WorkflowAnnotation]
+	name := strings.TrimPrefix(ref, r.Options.ArgoNamespace+"/")
+	attempt := AttemptOf(name)
+	var wf *wfv1.Workflow
+	if name != "" {
+		wf = &wfv1.Workflow{}
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: r.Options.ArgoNamespace, Name: name}, wf); apierrors.IsNotFound(err) {
+			wf = nil
+		} else if err != nil {
+			return ctrl.Result{}, false, fmt.Errorf("reading Workflow %s: %w", ref, err)
+		}
+	}
+	if cur != nil && cur.Reason == contract.ReasonCancelled {
+		// Cancelled stays cancelled until a new request.
+		return ctrl.Result{}, false, r.annotate(ctx, ns, map[string]*string{
+			contract.CancelAnnotation:       nil,
+			contract.ProvisioningAnnotation: ptr.To(contract.ProvisioningCancelled),
+		})
+	}
+	if cancel {
+		if wf != nil && wf.Status.Fulfilled() && cur != nil && cur.Status == corev1.ConditionTrue {
+			return ctrl.Result{}, false, r.dropCancel(ctx, ns) // nothing left to cancel
+		}
+		return ctrl.Result{}, false, r.cancel(ctx, ns, wf, key)
+	}
+	if wf == nil {
+		switch {
+		case cur != nil && cur.Status == corev1.ConditionTrue:
+			return ctrl.Result{}, false, r.syncProvisioning(ctx, ns, contract.ProvisioningSucceeded) // history
+		case cur != nil && cur.Reason == contract.ReasonFailed:
+			return r.retry(ctx, ns, plan, key, attempt, cur.LastTransitionTime.Time)
+		}
+		if name == "" {
+			return r.start(ctx, ns, plan, key, 1, false)
+		}
+		// Not in the cache: just created (the cache lags behind the
+		// annotation that names it), or deleted before it finished.
+		wf = &wfv1.Workflow{}
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: r.Options.ArgoNamespace, Name: name}, wf); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, false, fmt.Errorf("reading Workflow %s: %w", ref, err)
+		} else if err != nil {
+			// Gone, or queued for a retry: the next attempt.
+			return r.start(ctx, ns, plan, key, attempt+1, true)
+		}
+	}
+
+	status, reason, msg := conditionFor(wf)
+	switch reason {
+	case contract.ReasonFailed:
+		if cur != nil && cur.Reason == contract.ReasonQueued {
+			return r.start(ctx, ns, plan, key, attempt+1, true) // its backoff had passed
+		}
+		failedAt := time.Now().Truncate(time.Second)
+		if cur != nil && cur.Reason == contract.ReasonFailed && strings.Contains(cur.Message, "/"+wf.Name+" ") {
+			failedAt = cur.LastTransitionTime.Time
+		}
+		next := failedAt.Add(r.backoff(attempt))
+		msg = fmt.Sprintf("%s (attempt %d; next retry at %s)", msg, attempt, next.UTC().Format(time.RFC3339))
+		if err := r.setConditionAt(ctx, ns, wf, status, reason, msg, failedAt); err != nil {
+			return ctrl.Result{}, false, err
+		}
+		if err := r.syncProvisioning(ctx, ns, contract.ProvisioningFailed); err != nil {
+			return ctrl.Result{}, false, err
+		}
+		return r.retry(ctx, ns, plan, key, attempt, failedAt)
+	case contract.ReasonSucceeded:
+		if attempt > 1 {
+			msg = fmt.Sprintf("%s (attempt %d)", msg, attempt)
+		}
+		if err := r.report(ctx, ns, wf, status, reason, msg, ptr.To(contract.ProvisioningSucceeded)); err != nil {
+			return ctrl.Result{}, false, err
+		}
+	default:
+		if attempt > 1 {
+			msg = fmt.Sprintf("%s (attempt %d)", msg, attempt)
+		}
+		if err := r.report(ctx, ns, wf, status, reason, msg, ptr.To(contract.ProvisioningPending)); err != nil {
+			return ctrl.Result{}, false, err
+		}
+	}
+	return ctrl.Result{}, false, r.prune(ctx, ns, wf.Name)
+}
+
+// backoff is the wait after the attempt-th failed attempt: RetryBase doubled
+// per attempt, at most RetryMax.
+func (r *Reconciler) backoff(attempt int) time.Duration {
+	return Backoff(attempt, r.RetryBase, r.RetryMax)
+}
+
+// Backoff is base * 2^(attempt-1), at most max.
+func Backoff(attempt int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}
+
+// retry starts the next attempt of a failed run once its backoff has passed.
+func (r *Reconciler) retry(ctx context.Context, ns *corev1.Namespace, plan *contract.Plan, key string, attempt int, failedAt time.Time) (ctrl.Result, bool, error) {
+	if wait := time.Until(failedAt.Add(r.backoff(attempt))); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, false, nil
+	}
+	return r.start(ctx, ns, plan, key, attempt+1, true)
+}
+
+// start creates the Workflow of attempt attempt of the run key, when the
+// Pacer gives it a turn; until then the namespace is Queued.
+func (r *Reconciler) start(ctx context.Context, ns *corev1.Namespace, plan *contract.Plan, key string, attempt int, retry bool) (ctrl.Result, bool, error) {
+	wf := NewWorkflow(ns, plan, key, attempt, r.Options)
+	running, err := r.running(ctx)
+	if err != nil {
+		return ctrl.Result{}, false, err
+	}
+	created := false
+	wait, err := r.Pacer.Start(ns.Name, retry, running, func() (string, error) {
+		if err := r.Client.Create(ctx, wf); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return "", nil
+			}
+			return "", fmt.Errorf("creating Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
+		}
+		created = true
+		return wf.Name, nil
+	})
+	if err != nil {
+		return ctrl.Result{}, false, err
+	}
+	if wait > 0 {
+		msg := fmt.Sprintf("waiting for its turn: nsprov runs at most %d Workflows at once and starts at most %s a second", r.Pacer.MaxRunning, limitString(r.Pacer))
+		if retry {
+			msg = fmt.Sprintf("retry %d %s", attempt, msg)
+		}
+		return ctrl.Result{RequeueAfter: wait}, true, r.report(ctx, ns, nil, corev1.ConditionUnknown, contract.ReasonQueued, msg, ptr.To(contract.ProvisioningPending))
+	}
+	if created {
+		log.FromContext(ctx).Info("provisioning started", "namespace", ns.Name, "workflow", wf.Name, "attempt", attempt)
+		if retry {
+			r.Events.Eventf(ns, wf, corev1.EventTypeNormal, "ProvisioningRetried", "Provision",
+				"attempt %d: started Workflow %s/%s", attempt, wf.Namespace, wf.Name)
+		} else {
 			r.Events.Eventf(ns, wf, corev1.EventTypeNormal, "ProvisioningStarted", "Provision",
 				"started Workflow %s/%s", wf.Namespace, wf.Name)
 		}
-		existing = wf
-	case err != nil:
-		return ctrl.Result{}, fmt.Errorf("reading Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
 	}
-
 	// The condition first: once the annotation names a new Workflow, the
 	// condition already speaks of it, so no reader sees the new Workflow's
 	// name beside the previous Workflow's success.
-	status, reason, msg := conditionFor(existing)
-	if err := r.setCondition(ctx, ns, existing, status, reason, msg); err != nil {
-		return ctrl.Result{}, err
+	_, reason, msg := conditionFor(wf)
+	if attempt > 1 {
+		msg = fmt.Sprintf("%s (attempt %d)", msg, attempt)
 	}
-	ref := existing.Namespace + "/" + existing.Name
-	if ns.Annotations[contract.WorkflowAnnotation] != ref {
-		patch := client.MergeFrom(ns.DeepCopy())
-		ns.Annotations[contract.WorkflowAnnotation] = ref
-		if err := r.Client.Patch(ctx, ns, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("annotating %s with its workflow: %w", ns.Name, err)
+	if err := r.setCondition(ctx, ns, wf, corev1.ConditionUnknown, reason, msg); err != nil {
+		return ctrl.Result{}, false, err
+	}
+	if err := r.annotate(ctx, ns, map[string]*string{
+		contract.WorkflowAnnotation:        ptr.To(wf.Namespace + "/" + wf.Name),
+		contract.ProvisionedPlanAnnotation: ptr.To(key),
+		contract.ProvisioningAnnotation:    ptr.To(contract.ProvisioningPending),
+	}); err != nil {
+		return ctrl.Result{}, false, err
+	}
+	return ctrl.Result{}, false, r.prune(ctx, ns, wf.Name)
+}
+
+func limitString(p *Pacer) string {
+	if p.Limiter == nil || p.Limiter.Limit() == rate.Inf {
+		return "any number"
+	}
+	return strconv.FormatFloat(float64(p.Limiter.Limit()), 'g', -1, 64)
+}
+
+// running lists the cached nsprov Workflows that have not finished.
+func (r *Reconciler) running(ctx context.Context) ([]string, error) {
+	list := &wfv1.WorkflowList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.ArgoNamespace),
+		client.MatchingLabels{contract.ManagedByLabel: contract.ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing the running Workflows: %w", err)
+	}
+	var names []string
+	for i := range list.Items {
+		if !list.Items[i].Status.Fulfilled() {
+			names = append(names, list.Items[i].Name)
 		}
 	}
-	return ctrl.Result{}, r.prune(ctx, ns, existing.Name)
+	return names, nil
+}
+
+// cancel stops the run of key (its Workflow wf, when there is one), records
+// it as cancelled so that it is not run again, and removes the cancel
+// annotation.
+func (r *Reconciler) cancel(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, key string) error {
+	msg := "nsprov.io/cancel cancelled the provisioning before its Workflow started"
+	if wf != nil {
+		if err := r.shutdown(ctx, wf); err != nil {
+			return err
+		}
+		msg = fmt.Sprintf("nsprov.io/cancel cancelled the provisioning: Workflow %s/%s was stopped", wf.Namespace, wf.Name)
+	}
+	if err := r.setCondition(ctx, ns, wf, corev1.ConditionFalse, contract.ReasonCancelled, msg); err != nil {
+		return err
+	}
+	return r.annotate(ctx, ns, map[string]*string{
+		contract.ProvisionedPlanAnnotation: ptr.To(key),
+		contract.ProvisioningAnnotation:    ptr.To(contract.ProvisioningCancelled),
+		contract.CancelAnnotation:          nil,
+	})
+}
+
+// dropCancel removes a cancel annotation that has nothing (left) to cancel.
+func (r *Reconciler) dropCancel(ctx context.Context, ns *corev1.Namespace) error {
+	if _, ok := ns.Annotations[contract.CancelAnnotation]; !ok {
+		return nil
+	}
+	return r.annotate(ctx, ns, map[string]*string{contract.CancelAnnotation: nil})
+}
+
+// shutdown stops an unfinished Workflow as `argo terminate` does.
+func (r *Reconciler) shutdown(ctx context.Context, wf *wfv1.Workflow) error {
+	if wf.Status.Fulfilled() || wf.Spec.Shutdown != "" {
+		return nil
+	}
+	patch := client.MergeFrom(wf.DeepCopy())
+	wf.Spec.Shutdown = wfv1.ShutdownStrategyTerminate
+	if err := r.Client.Patch(ctx, wf, patch); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("stopping Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
+	}
+	log.FromContext(ctx).Info("provisioning stopped", "workflow", wf.Name)
+	return nil
+}
+
+// stopAll stops the unfinished Workflows of a namespace being deleted; the
+// garbage collector deletes them with the namespace.
+func (r *Reconciler) stopAll(ctx context.Context, ns *corev1.Namespace) error {
+	list := &wfv1.WorkflowList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.ArgoNamespace), client.MatchingLabels{contract.NamespaceLabel: ns.Name}); err != nil {
+		return fmt.Errorf("listing the workflows of %s: %w", ns.Name, err)
+	}
+	var errs []error
+	for i := range list.Items {
+		errs = append(errs, r.shutdown(ctx, &list.Items[i]))
+	}
+	return errors.Join(errs...)
+}
+
+// report sets the condition, and the provisioning annotation when
+// provisioning is not nil.
+func (r *Reconciler) report(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string, provisioning *string) error {
+	if err := r.setCondition(ctx, ns, wf, status, reason, msg); err != nil {
+		return err
+	}
+	if provisioning == nil {
+		return nil
+	}
+	return r.syncProvisioning(ctx, ns, *provisioning)
+}
+
+// syncProvisioning sets the provisioning annotation to state.
+func (r *Reconciler) syncProvisioning(ctx context.Context, ns *corev1.Namespace, state string) error {
+	return r.annotate(ctx, ns, map[string]*string{contract.ProvisioningAnnotation: ptr.To(state)})
+}
+
+// annotate sets (nil: removes) annotations of ns that differ, refusing to
+// write over a newer version of the namespace: a change of the request in
+// between must not be reported as provisioned.
+func (r *Reconciler) annotate(ctx context.Context, ns *corev1.Namespace, set map[string]*string) error {
+	patch := client.MergeFromWithOptions(ns.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	changed := false
+	for k, v := range set {
+		old, ok := ns.Annotations[k]
+		switch {
+		case v == nil && ok:
+			delete(ns.Annotations, k)
+			changed = true
+		case v != nil && (!ok || old != *v):
+			if ns.Annotations == nil {
+				ns.Annotations = map[string]string{}
+			}
+			ns.Annotations[k] = *v
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := r.Client.Patch(ctx, ns, patch); err != nil {
+		return fmt.Errorf("annotating %s: %w", ns.Name, err)
+	}
+	return nil
+}
+
+// provisionedCondition is the Provisioned condition of ns, or nil.
+func provisionedCondition(ns *corev1.Namespace) *corev1.NamespaceCondition {
+	for i := range ns.Status.Conditions {
+		if ns.Status.Conditions[i].Type == contract.ConditionProvisioned {
+			return &ns.Status.Conditions[i]
+		}
+	}
+	return nil
 }
 
 // conditionFor maps a Workflow's phase to the Provisioned condition.
@@ -259,6 +591,7 @@ func conditionFor(wf *wfv1.Workflow) (corev1.ConditionStatus, string, string) {
 		if msg == "" {
 			msg = failedSteps(wf)
 		}
+		msg = strings.TrimSpace(msg)
 		if msg == "" {
 			msg = "no message"
 		}
@@ -301,6 +634,11 @@ func failedSteps(wf *wfv1.Workflow) string {
 // setCondition writes the Provisioned condition when it changed, and records
 // an Event on a change into Succeeded, Failed or a problem.
 func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string) error {
+	return r.setConditionAt(ctx, ns, wf, status, reason, msg, time.Now())
+}
+
+// setConditionAt is setCondition with the time of a transition.
+func (r *Reconciler) setConditionAt(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string, at time.Time) error {
 	var cur *corev1.NamespaceCondition
 	for i := range ns.Status.Conditions {
 		if ns.Status.Conditions[i].Type == contract.ConditionProvisioned {
@@ -311,7 +649,7 @@ func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf 
 		return nil
 	}
 	changed := cur == nil || cur.Status != status || cur.Reason != reason
-	now := metav1.Now()
+	now := metav1.NewTime(at.Truncate(time.Second)) // as the API server stores it
 	next := corev1.NamespaceCondition{Type: contract.ConditionProvisioned, Status: status, Reason: reason, Message: msg, LastTransitionTime: now}
 	if cur != nil && cur.Status == status {
 		next.LastTransitionTime = cur.LastTransitionTime
@@ -336,6 +674,8 @@ func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf 
 		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningSucceeded", "Provision", "%s", msg)
 	case contract.ReasonFailed, contract.ReasonTemplateNotFound, contract.ReasonPolicyViolation:
 		r.Events.Eventf(ns, related, corev1.EventTypeWarning, "Provisioning"+reason, "Provision", "%s", truncate(msg, 1000))
+	case contract.ReasonCancelled:
+		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningCancelled", "Provision", "%s", msg)
 	}
 	return nil
 }

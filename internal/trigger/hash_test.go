@@ -24,8 +24,8 @@ func TestPlanHashIsStable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ns, plan := requested(t, tt.name, tt.annotations)
-			wf := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
-			if got := wf.Annotations[contract.PlanHashAnnotation]; got != tt.want || wf.Name != "nsprov-6f1c2a7e4b1d-"+tt.want {
+			wf := NewWorkflow(ns, plan, keyOf(plan, ""), 1, Options{ArgoNamespace: "argo"})
+			if got := wf.Annotations[contract.PlanHashAnnotation]; got != tt.want || wf.Name != "nsprov-6f1c2a7e4b1d-"+tt.want+"-0a1b2c3d" {
 				t.Errorf("plan hash %s, want %s (workflow %s)", got, tt.want, wf.Name)
 			}
 		})

@@ -54,10 +54,14 @@ func (a *activeWorkflows) Collect(ch chan<- prometheus.Metric) {
 
 // registerMetrics registers the controller's metrics with controller-runtime's
 // registry (served on the metrics endpoint); registering twice is harmless.
-func registerMetrics(c client.Reader, argoNamespace string) error {
+func registerMetrics(c client.Reader, argoNamespace string, pacer *Pacer) error {
 	active := &activeWorkflows{client: c, namespace: argoNamespace, desc: prometheus.NewDesc(
 		"nsprov_provisioning_workflows_active", "nsprov Workflows that have not finished.", nil, nil)}
-	for _, col := range []prometheus.Collector{runsTotal, runDuration, active} {
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "nsprov_provisioning_queued",
+		Help: "Requested namespaces waiting for their turn to start a Workflow (condition reason Queued).",
+	}, func() float64 { return float64(pacer.Queued()) })
+	for _, col := range []prometheus.Collector{runsTotal, runDuration, active, queued} {
 		if err := metrics.Registry.Register(col); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {

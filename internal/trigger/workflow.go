@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/argoproj/argo-workflows/v3/pkg/apis/workflow"
@@ -133,27 +134,72 @@ func Hash(params []wfv1.Parameter) string {
 	return hex.EncodeToString(h.Sum(nil))[:10]
 }
 
-// WorkflowName is derived from the namespace UID and the plan's hash, so
-// reconciling twice, a restart or two replicas racing all arrive at the same
-// name and the API server refuses the duplicate; a new plan gets a new name.
-// reprovision, when not empty, is mixed in: a new value runs the same plan again.
-func WorkflowName(ns *corev1.Namespace, planHash, reprovision string) string {
+// TemplateHash is a short hash of a WorkflowTemplate's content (its spec):
+// a change of the steps re-provisions, a new resourceVersion alone (a label,
+// a status write, a re-apply of the same chart) does not.
+func TemplateHash(spec *wfv1.WorkflowSpec) string {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		panic(fmt.Sprintf("marshalling a WorkflowTemplate spec: %v", err))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:8]
+}
+
+// RunKey names what one provisioning run provisions: the plan's hash, the
+// template's content hash and, when set, a hash of nsprov.io/reprovision,
+// joined by dots. The Namespace records it (contract.ProvisionedPlanAnnotation);
+// a namespace whose key is unchanged is not provisioned again.
+func RunKey(planHash, templateHash, reprovision string) string {
+	key := planHash + "." + templateHash
+	if reprovision != "" {
+		sum := sha256.Sum256([]byte(reprovision))
+		key += "." + hex.EncodeToString(sum[:])[:6]
+	}
+	return key
+}
+
+// PlanHashOf is the plan hash part of a run key.
+func PlanHashOf(key string) string {
+	h, _, _ := strings.Cut(key, ".")
+	return h
+}
+
+// WorkflowName is derived from the namespace UID, the run key and the
+// attempt, so reconciling twice, a restart or two replicas racing all arrive
+// at the same name and the API server refuses the duplicate; a new plan, a
+// changed template or a new nsprov.io/reprovision get a new name, and so does
+// each retry of a failed run (-r2, -r3, ...).
+func WorkflowName(ns *corev1.Namespace, key string, attempt int) string {
 	uid := strings.ReplaceAll(string(ns.UID), "-", "")
 	if len(uid) > 12 {
 		uid = uid[:12]
 	}
-	name := "nsprov-" + uid + "-" + planHash
-	if reprovision != "" {
-		sum := sha256.Sum256([]byte(reprovision))
-		name += "-" + hex.EncodeToString(sum[:])[:6]
+	name := "nsprov-" + uid + "-" + strings.ReplaceAll(key, ".", "-")
+	if attempt > 1 {
+		name += "-r" + strconv.Itoa(attempt)
 	}
 	return name
 }
 
-// NewWorkflow builds the Workflow that provisions ns with plan. It is owned by
-// the Namespace: deleting the namespace garbage-collects its Workflows and
-// stops a running one.
-func NewWorkflow(ns *corev1.Namespace, plan *contract.Plan, reprovision string, o Options) *wfv1.Workflow {
+// AttemptOf is the attempt a Workflow name of WorkflowName stands for (1
+// when it has no -rN suffix).
+func AttemptOf(name string) int {
+	i := strings.LastIndex(name, "-r")
+	if i < 0 {
+		return 1
+	}
+	n, err := strconv.Atoi(name[i+2:])
+	if err != nil || n < 2 {
+		return 1
+	}
+	return n
+}
+
+// NewWorkflow builds the Workflow that provisions ns with plan, as attempt
+// attempt of the run key. It is owned by the Namespace: deleting the
+// namespace garbage-collects its Workflows.
+func NewWorkflow(ns *corev1.Namespace, plan *contract.Plan, key string, attempt int, o Options) *wfv1.Workflow {
 	params := Parameters(plan)
 	if o.TemplateName == "" {
 		o.TemplateName = TemplateName
@@ -162,10 +208,10 @@ func NewWorkflow(ns *corev1.Namespace, plan *contract.Plan, reprovision string, 
 	return &wfv1.Workflow{
 		TypeMeta: metav1.TypeMeta{APIVersion: wfv1.SchemeGroupVersion.String(), Kind: workflow.WorkflowKind},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        WorkflowName(ns, hash, reprovision),
+			Name:        WorkflowName(ns, key, attempt),
 			Namespace:   o.ArgoNamespace,
 			Labels:      map[string]string{contract.NamespaceLabel: ns.Name, contract.ManagedByLabel: contract.ManagedBy},
-			Annotations: map[string]string{contract.PlanHashAnnotation: hash},
+			Annotations: map[string]string{contract.PlanHashAnnotation: hash, contract.ProvisionedPlanAnnotation: key},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         "v1",
 				Kind:               "Namespace",

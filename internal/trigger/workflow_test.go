@@ -109,7 +109,7 @@ func TestTemplatePassesArgoValidation(t *testing.T) {
 	for name, annotations := range cases {
 		t.Run(name, func(t *testing.T) {
 			ns, plan := requested(t, name, annotations)
-			wf := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
+			wf := NewWorkflow(ns, plan, keyOf(plan, ""), 1, Options{ArgoNamespace: "argo"})
 			if err := validate.ValidateWorkflow(getter, noClusterTemplates{}, wf, nil, validate.ValidateOpts{Submit: true}); err != nil {
 				t.Fatalf("Argo rejects the workflow for %s: %v", name, err)
 			}
@@ -131,7 +131,7 @@ func TestTemplatePassesArgoValidation(t *testing.T) {
 
 func TestWorkflowIdentity(t *testing.T) {
 	ns, plan := requested(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development"})
-	wf := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
+	wf := NewWorkflow(ns, plan, keyOf(plan, ""), 1, Options{ArgoNamespace: "argo"})
 	if errs := validation.IsDNS1123Label(wf.Name); len(errs) > 0 {
 		t.Errorf("workflow name %q is not a DNS label: %v", wf.Name, errs)
 	}
@@ -143,22 +143,33 @@ func TestWorkflowIdentity(t *testing.T) {
 		t.Errorf("owner references = %+v, want the Namespace as controller", owner)
 	}
 
-	again := NewWorkflow(ns, plan, "", Options{ArgoNamespace: "argo"})
+	again := NewWorkflow(ns, plan, keyOf(plan, ""), 1, Options{ArgoNamespace: "argo"})
 	if again.Name != wf.Name {
 		t.Errorf("the same plan gave two names: %s and %s", wf.Name, again.Name)
 	}
 	_, medium := requested(t, "payments-dev", map[string]string{contract.EnvironmentAnnotation: "development", contract.TierAnnotation: "medium"})
-	changed := NewWorkflow(ns, medium, "", Options{ArgoNamespace: "argo"})
+	changed := NewWorkflow(ns, medium, keyOf(medium, ""), 1, Options{ArgoNamespace: "argo"})
 	if changed.Name == wf.Name {
 		t.Errorf("a changed plan kept the name %s", wf.Name)
 	}
-	retry := NewWorkflow(ns, plan, "2026-11-26T10:00", Options{ArgoNamespace: "argo"})
-	if retry.Name == wf.Name || !strings.HasPrefix(retry.Name, wf.Name) {
-		t.Errorf("reprovision name %s, want a new name that extends %s", retry.Name, wf.Name)
+	again = NewWorkflow(ns, plan, keyOf(plan, "2026-11-26T10:00"), 1, Options{ArgoNamespace: "argo"})
+	if again.Name == wf.Name || !strings.HasPrefix(again.Name, wf.Name) {
+		t.Errorf("reprovision name %s, want a new name that extends %s", again.Name, wf.Name)
+	}
+	newTemplate := NewWorkflow(ns, plan, RunKey(Hash(Parameters(plan)), "ffffffff", ""), 1, Options{ArgoNamespace: "argo"})
+	if newTemplate.Name == wf.Name {
+		t.Errorf("a changed template kept the name %s", wf.Name)
+	}
+	retry := NewWorkflow(ns, plan, keyOf(plan, ""), 3, Options{ArgoNamespace: "argo"})
+	if retry.Name != wf.Name+"-r3" || AttemptOf(retry.Name) != 3 || AttemptOf(wf.Name) != 1 {
+		t.Errorf("retry name %s (attempt %d), want %s-r3 (attempt 3; first attempt %d)", retry.Name, AttemptOf(retry.Name), wf.Name, AttemptOf(wf.Name))
+	}
+	if errs := validation.IsDNS1123Label(retry.Name); len(errs) > 0 {
+		t.Errorf("retry name %q is not a DNS label: %v", retry.Name, errs)
 	}
 	other := ns.DeepCopy()
 	other.UID = "0a0a0a0a-0000-0000-0000-000000000000"
-	if w := NewWorkflow(other, plan, "", Options{ArgoNamespace: "argo"}); w.Name == wf.Name {
+	if w := NewWorkflow(other, plan, keyOf(plan, ""), 1, Options{ArgoNamespace: "argo"}); w.Name == wf.Name {
 		t.Errorf("two namespaces share the workflow name %s", wf.Name)
 	}
 }
@@ -252,5 +263,22 @@ func TestEmptyListsAreJSONLists(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
+	}
+}
+
+// keyOf is the run key of plan with a fixed template hash.
+func keyOf(plan *contract.Plan, reprovision string) string {
+	return RunKey(Hash(Parameters(plan)), "0a1b2c3d", reprovision)
+}
+
+func TestTemplateHashIsContent(t *testing.T) {
+	a := &wfv1.WorkflowSpec{Entrypoint: "provision"}
+	b := a.DeepCopy()
+	if TemplateHash(a) != TemplateHash(b) {
+		t.Errorf("the same content gave two hashes")
+	}
+	b.Entrypoint = "other"
+	if TemplateHash(a) == TemplateHash(b) {
+		t.Errorf("changed content kept the hash %s", TemplateHash(a))
 	}
 }

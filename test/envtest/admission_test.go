@@ -81,7 +81,12 @@ func TestAllowedRequestIsStoredWithMutations(t *testing.T) {
 	wantAnnotations := map[string]string{
 		teamKey: "payments", envKey: "development", tierKey: "small", netpolKey: "isolated",
 		featuresKey: "istio,monitoring-enhanced", requestedByKey: "alice",
+		"nsprov.io/provisioning": "Pending",
 	}
+	// The controller may have started provisioning already.
+	maps.DeleteFunc(got.Annotations, func(k, _ string) bool {
+		return k == "nsprov.io/workflow" || k == "nsprov.io/provisioned-plan"
+	})
 	if !maps.Equal(got.Annotations, wantAnnotations) {
 		t.Errorf("annotations = %v, want %v", got.Annotations, wantAnnotations)
 	}

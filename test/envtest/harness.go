@@ -62,7 +62,8 @@ type Options struct {
 	// (measurements of a controller facing a backlog).
 	DeferController bool
 	// ServerArgs are added to the flags of every nsprov server the harness
-	// runs.
+	// runs, after the harness's own, so they win (the provisioning pace,
+	// say).
 	ServerArgs []string
 	// WrapTransport, when set, wraps the transport of every nsprov server the
 	// harness runs (to count its API requests, say).
@@ -337,12 +338,19 @@ func (e *Env) startServer(ctx context.Context, host string, port int, controller
 		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--leader-elect=false",
 		"--identity", ControllerUser, "--argo-namespace", ArgoNamespace,
 		"--policy-poll-interval", "200ms", "--controller=" + strconv.FormatBool(controller),
+		// Failed provisioning is retried after 2s, 4s, 8s, ... rather than 30s.
+		"--retry-base-delay", "2s",
 	}
-	args = append(args, e.opts.ServerArgs...)
 	if e.opts.PolicyDir != "" {
 		args = append(args, "--policy-dir", e.opts.PolicyDir)
 	}
-	if err := fs.Parse(args); err != nil {
+	if e.opts.NoRunner {
+		// No Workflow ever finishes: a bound on the running ones would
+		// hold all but the first back.
+		args = append(args, "--max-running-workflows", "0", "--workflow-start-rate", "0")
+	}
+	// The test's own flags come last, so they win.
+	if err := fs.Parse(append(args, e.opts.ServerArgs...)); err != nil {
 		return nil, err
 	}
 	if err := o.Validate(); err != nil {

@@ -122,6 +122,7 @@ func TestPolicyEvalAllowedJSON(t *testing.T) {
 	wantPatch := []map[string]any{
 		{"op": "replace", "path": "/metadata/annotations/nsprov.io~1features", "value": "istio,monitoring-enhanced"},
 		{"op": "add", "path": "/metadata/annotations/nsprov.io~1network-policy", "value": "isolated"},
+		{"op": "add", "path": "/metadata/annotations/nsprov.io~1provisioning", "value": "Pending"},
 		{"op": "add", "path": "/metadata/annotations/nsprov.io~1requested-by", "value": "alice"},
 		{"op": "add", "path": "/metadata/annotations/nsprov.io~1tier", "value": "small"},
 		{"op": "add", "path": "/metadata/labels", "value": map[string]any{
@@ -139,6 +140,7 @@ func TestPolicyEvalAllowedJSON(t *testing.T) {
 	wantAnn := map[string]string{
 		"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/features": "istio,monitoring-enhanced",
 		"nsprov.io/tier": "small", "nsprov.io/network-policy": "isolated", "nsprov.io/requested-by": "alice",
+		"nsprov.io/provisioning": "Pending",
 	}
 	wantLabels := map[string]string{"nsprov.io/team": "payments", "nsprov.io/environment": "development", "nsprov.io/tier": "small"}
 	if !reflect.DeepEqual(o.Annotations, wantAnn) || !reflect.DeepEqual(o.Labels, wantLabels) {

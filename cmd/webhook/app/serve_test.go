@@ -145,6 +145,7 @@ func TestServeOptionsValid(t *testing.T) {
 		Controller: server.ControllerOptions{
 			Enabled: true, ArgoNamespace: "argo", WorkflowTemplate: "nsprov-provision",
 			Identity: "system:serviceaccount:nsprov-system:nsprov", LeaderElect: true, ConcurrentReconciles: 4,
+			RetryBaseDelay: 30 * time.Second, RetryMaxDelay: time.Hour, MaxRunningWorkflows: 128, WorkflowStartRate: 4, WorkflowStartBurst: 10,
 		},
 		Audit:   server.AuditOptions{ReportSize: 1000, QueueSize: 10000, Interval: 10 * time.Minute, DecisionLog: "stdout"},
 		Logging: server.LoggingOptions{Format: "json"},

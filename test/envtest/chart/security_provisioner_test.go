@@ -414,7 +414,7 @@ func TestProvisionYAMLLookingTeams(t *testing.T) {
 				NetworkPolicy:            contract.NetworkPolicy{Mode: "team", DefaultDeny: true, AllowDNS: true, AllowSameNamespace: true, AllowTeam: true},
 				NamespaceLabels:          map[string]*string{"istio-injection": nil},
 			}
-			wf := trigger.NewWorkflow(ns, plan, "", trigger.Options{ArgoNamespace: "argo"})
+			wf := trigger.NewWorkflow(ns, plan, trigger.RunKey(trigger.Hash(trigger.Parameters(plan)), "test", ""), 1, trigger.Options{ArgoNamespace: "argo"})
 			if err := nsprov.Create(ctx, wf); err != nil {
 				t.Fatalf("nsprov creating the Workflow: %v", err)
 			}

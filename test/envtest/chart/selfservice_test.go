@@ -133,8 +133,15 @@ func TestSelfService(t *testing.T) {
 			ns.Annotations["nsprov.io/tier"] = "micro"
 			ns.Labels["nsprov.io/tier"] = "micro"
 			ns.Annotations["kubectl.kubernetes.io/last-applied-configuration"] = "{}"
+			// What nsprov's mutating webhook adds to a changed request.
+			ns.Annotations["nsprov.io/provisioning"] = "Pending"
 		})
 		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("alice cancels her provisioning", func(t *testing.T) {
+		if err := patch(alice, "selfservice-dev", func(ns *corev1.Namespace) { ns.Annotations["nsprov.io/cancel"] = "true" }); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -176,6 +183,12 @@ func TestSelfService(t *testing.T) {
 		}},
 		{"alice cannot forge requested-by", "selfservice-dev", "annotations", alice, func(ns *corev1.Namespace) {
 			ns.Annotations["nsprov.io/requested-by"] = "alice"
+		}},
+		{"alice cannot fake a provisioning success", "selfservice-dev", "annotations", alice, func(ns *corev1.Namespace) {
+			ns.Annotations["nsprov.io/provisioning"] = "Succeeded"
+		}},
+		{"alice cannot forge the provisioned plan", "selfservice-dev", "annotations", alice, func(ns *corev1.Namespace) {
+			ns.Annotations["nsprov.io/provisioned-plan"] = "forged"
 		}},
 		{"alice cannot add a finalizer", "selfservice-dev", "finalizers", alice, func(ns *corev1.Namespace) {
 			ns.Finalizers = append(ns.Finalizers, "example.com/hold")

@@ -169,7 +169,7 @@ func workflow(t *testing.T, ns *corev1.Namespace, plan map[string]any, template 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return trigger.NewWorkflow(ns, p, "", trigger.Options{ArgoNamespace: argoNS, TemplateName: template})
+	return trigger.NewWorkflow(ns, p, trigger.RunKey(trigger.Hash(trigger.Parameters(p)), "test", ""), 1, trigger.Options{ArgoNamespace: argoNS, TemplateName: template})
 }
 
 // failedSteps are the messages of the failed pod nodes.

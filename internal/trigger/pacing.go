@@ -1,0 +1,186 @@
+package trigger
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Pacer bounds how fast the controller starts Workflows and how many of them
+// run at once, so that a change across thousands of namespaces (a policy or
+// WorkflowTemplate change) queues in nsprov instead of flooding Argo and the
+// API server. Namespaces that wait are served in order: retries of failed
+// runs first, then by when they started waiting.
+type Pacer struct {
+	// MaxRunning is how many nsprov Workflows may be unfinished at once; 0
+	// is no bound.
+	MaxRunning int
+	// Limiter bounds the rate of new Workflows; nil is no bound.
+	Limiter *rate.Limiter
+	// Poll is the shortest time a waiting namespace is told to wait before
+	// it asks again (default 2s).
+	Poll time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+
+	mu      sync.Mutex
+	seq     uint64
+	queue   map[string]*waiter   // namespace -> its place in the queue
+	started map[string]time.Time // Workflows created, maybe not yet in the cache
+}
+
+// NewPacer returns a Pacer that lets at most maxRunning Workflows be
+// unfinished at once and starts at most perSecond a second, in bursts of
+// burst; 0 is no bound.
+func NewPacer(maxRunning int, perSecond float64, burst int) *Pacer {
+	p := &Pacer{MaxRunning: maxRunning}
+	if perSecond > 0 {
+		p.Limiter = rate.NewLimiter(rate.Limit(perSecond), burst)
+	}
+	return p
+}
+
+type waiter struct {
+	failed  bool
+	seq     uint64
+	expires time.Time // forgotten after this, when the namespace stopped asking
+}
+
+// startedGrace is how long a Workflow this pacer created counts as running
+// while the cache has not seen it yet.
+const startedGrace = time.Minute
+
+func (p *Pacer) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+func (p *Pacer) poll() time.Duration {
+	if p.Poll > 0 {
+		return p.Poll
+	}
+	return 2 * time.Second
+}
+
+// Start runs create for namespace ns when its turn has come: fewer than
+// MaxRunning Workflows are unfinished (running names the unfinished ones the
+// cache knows), no namespace ahead of it in the queue waits, and the rate
+// allows one more. create returns the name of the Workflow it created. When
+// it is not ns's turn, Start returns how long to wait before asking again
+// and ns stays queued; failed says that ns retries a failed run, which goes
+// ahead of the others.
+func (p *Pacer) Start(ns string, failed bool, running []string, create func() (string, error)) (time.Duration, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	if p.queue == nil {
+		p.queue = map[string]*waiter{}
+		p.started = map[string]time.Time{}
+	}
+	w, ok := p.queue[ns]
+	if !ok {
+		p.seq++
+		w = &waiter{seq: p.seq}
+		p.queue[ns] = w
+	}
+	w.failed = w.failed || failed
+	for name, w := range p.queue {
+		if !w.expires.IsZero() && now.After(w.expires) && name != ns {
+			delete(p.queue, name)
+		}
+	}
+	position := p.position(ns)
+	active := len(running)
+	inCache := make(map[string]bool, len(running))
+	for _, n := range running {
+		inCache[n] = true
+	}
+	for name, at := range p.started {
+		switch {
+		case inCache[name] || now.Sub(at) > startedGrace:
+			delete(p.started, name)
+		default:
+			active++
+		}
+	}
+	free := len(p.queue) // unbounded
+	if p.MaxRunning > 0 {
+		free = p.MaxRunning - active
+	}
+	if position >= free {
+		return p.wait(w, now, position), nil
+	}
+	if p.Limiter != nil {
+		r := p.Limiter.ReserveN(now, 1)
+		if d := r.DelayFrom(now); d > 0 {
+			r.CancelAt(now)
+			return p.wait(w, now, position), nil
+		}
+	}
+	name, err := create()
+	if err != nil {
+		return 0, err
+	}
+	delete(p.queue, ns)
+	if name != "" {
+		p.started[name] = now
+	}
+	return 0, nil
+}
+
+// wait is how long the namespace at position waits before asking again:
+// Poll, plus the time the rate takes to serve the namespaces ahead of it,
+// so that thousands of waiting namespaces do not all ask every Poll.
+func (p *Pacer) wait(w *waiter, now time.Time, position int) time.Duration {
+	d := p.poll()
+	if p.Limiter != nil && p.Limiter.Limit() > 0 && p.Limiter.Limit() != rate.Inf {
+		d += time.Duration(float64(position) / float64(p.Limiter.Limit()) * float64(time.Second))
+	}
+	if d > 5*time.Minute {
+		d = 5 * time.Minute
+	}
+	w.expires = now.Add(2*d + 30*time.Second)
+	return d
+}
+
+// position is how many queued namespaces go before ns.
+func (p *Pacer) position(ns string) int {
+	type entry struct {
+		name string
+		w    *waiter
+	}
+	all := make([]entry, 0, len(p.queue))
+	for name, w := range p.queue {
+		all = append(all, entry{name, w})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].w.failed != all[j].w.failed {
+			return all[i].w.failed
+		}
+		return all[i].w.seq < all[j].w.seq
+	})
+	for i, e := range all {
+		if e.name == ns {
+			return i
+		}
+	}
+	return len(all)
+}
+
+// Forget takes ns out of the queue: it no longer waits to start a Workflow.
+func (p *Pacer) Forget(ns string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.queue, ns)
+}
+
+// Queued is how many namespaces wait for their turn.
+func (p *Pacer) Queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue)
+}

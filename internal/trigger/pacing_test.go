@@ -1,0 +1,154 @@
+package trigger
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// clock is a settable time for the Pacer.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func TestPacerBoundsRunningWorkflows(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)}
+	p := &Pacer{MaxRunning: 3, Now: c.now}
+	var running []string
+	start := func(ns string, failed bool) (time.Duration, bool) {
+		t.Helper()
+		started := false
+		wait, err := p.Start(ns, failed, running, func() (string, error) {
+			started = true
+			return "wf-" + ns, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if started == (wait > 0) {
+			t.Fatalf("%s: started %v with wait %s", ns, started, wait)
+		}
+		return wait, started
+	}
+	// Three start; the cache has not seen them yet, they count all the same.
+	for _, ns := range []string{"a", "b", "c"} {
+		if _, ok := start(ns, false); !ok {
+			t.Fatalf("%s did not start below the bound", ns)
+		}
+	}
+	if _, ok := start("d", false); ok {
+		t.Fatal("d started beyond the bound of 3")
+	}
+	if _, ok := start("e", false); ok {
+		t.Fatal("e started beyond the bound of 3")
+	}
+	if p.Queued() != 2 {
+		t.Errorf("queued %d, want 2", p.Queued())
+	}
+	// The cache sees them: still 3.
+	running = []string{"wf-a", "wf-b", "wf-c"}
+	if _, ok := start("d", false); ok {
+		t.Fatal("d started with 3 running")
+	}
+	// a finishes: one slot, and it is d's, who waited first, not e's.
+	running = []string{"wf-b", "wf-c"}
+	if _, ok := start("e", false); ok {
+		t.Fatal("e took the slot d waited for first")
+	}
+	if _, ok := start("d", false); !ok {
+		t.Fatal("d did not get the free slot")
+	}
+	if _, ok := start("e", false); ok {
+		t.Fatal("e started beyond the bound (d's new Workflow counts before the cache sees it)")
+	}
+	// A retry of a failed run goes before e.
+	running = []string{"wf-c", "wf-d"}
+	if _, ok := start("f", true); !ok {
+		t.Fatal("the failed namespace f did not go first")
+	}
+	if p.Queued() != 1 {
+		t.Errorf("queued %d, want 1 (e)", p.Queued())
+	}
+	// e goes away: it no longer waits.
+	p.Forget("e")
+	if p.Queued() != 0 {
+		t.Errorf("queued %d after Forget, want 0", p.Queued())
+	}
+}
+
+func TestPacerFailedFirst(t *testing.T) {
+	p := &Pacer{MaxRunning: 1}
+	full := []string{"busy"}
+	for _, ns := range []string{"a", "b"} {
+		if _, err := p.Start(ns, false, full, func() (string, error) { return "", errors.New("must not start") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.Start("retry", true, full, func() (string, error) { return "", errors.New("must not start") }); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, ns := range []string{"a", "b", "retry"} {
+		if _, err := p.Start(ns, false, nil, func() (string, error) { order = append(order, ns); return ns, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fmt.Sprint(order) != "[retry]" {
+		t.Errorf("with one slot started %v, want the failed namespace [retry]", order)
+	}
+}
+
+func TestPacerRate(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)}
+	p := &Pacer{Limiter: rate.NewLimiter(2, 2), Now: c.now, Poll: time.Second}
+	started := 0
+	create := func() (string, error) { started++; return fmt.Sprint("wf", started), nil }
+	for i := range 5 {
+		if _, err := p.Start(fmt.Sprint("ns", i), false, nil, create); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if started != 2 {
+		t.Fatalf("%d started at once, want the burst of 2", started)
+	}
+	// Waiting namespaces are told to come back later the further back they are.
+	w3, _ := p.Start("ns3", false, nil, create)
+	w4, _ := p.Start("ns4", false, nil, create)
+	if w3 < time.Second || w4 <= w3 {
+		t.Errorf("waits %s and %s, want at least Poll and growing with the position", w3, w4)
+	}
+	c.t = c.t.Add(time.Second) // two more tokens
+	for _, ns := range []string{"ns2", "ns3", "ns4"} {
+		if _, err := p.Start(ns, false, nil, create); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if started != 4 {
+		t.Errorf("%d started after a second at 2/s, want 4", started)
+	}
+}
+
+func TestPacerCreateError(t *testing.T) {
+	p := &Pacer{MaxRunning: 1}
+	if _, err := p.Start("a", false, nil, func() (string, error) { return "", errors.New("boom") }); err == nil {
+		t.Fatal("the create error was lost")
+	}
+	if _, err := p.Start("a", false, nil, func() (string, error) { return "wf", nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		attempt int
+		want    time.Duration
+	}{{1, 2 * time.Second}, {2, 4 * time.Second}, {3, 8 * time.Second}, {6, time.Minute}, {60, time.Minute}}
+	for _, tt := range tests {
+		if got := Backoff(tt.attempt, 2*time.Second, time.Minute); got != tt.want {
+			t.Errorf("Backoff(%d) = %s, want %s", tt.attempt, got, tt.want)
+		}
+	}
+}
