@@ -170,6 +170,12 @@ network_policy := p if {
 	p := annotations["nsprov.io/network-policy"]
 } else := data.config.network_policies.default
 
+# features_too_long holds when the features annotation is longer than its
+# limit (data.config.limits): the validation denies it once
+# (annotation-too-long), and the mutation leaves it as it is rather than
+# split it.
+features_too_long if count(annotations[features_key]) > data.config.limits.annotation_length[features_key]
+
 features := sort({f |
 	some part in split(annotations["nsprov.io/features"], ",")
 	f := lower(trim_space(part))

@@ -74,7 +74,9 @@ tier_annotation := {"nsprov.io/tier": lib.tier} if {
 	lib.tier
 } else := {}
 
-features_annotation := {"nsprov.io/features": concat(",", lib.features)} if {
+features_annotation := {} if {
+	lib.features_too_long
+} else := {"nsprov.io/features": concat(",", lib.features)} if {
 	count(lib.features) > 0
 } else := {"nsprov.io/features": null} if {
 	_ = lib.annotations["nsprov.io/features"]

@@ -100,6 +100,14 @@ test_features_normalised if {
 	result.annotations["nsprov.io/features"] == "istio,monitoring-enhanced"
 }
 
+# A features value over its limit is left as it is, not split (validation
+# denies it once, annotation-too-long).
+test_features_too_long_left_alone if {
+	long := concat(",", [sprintf("f%d", [i]) | some i in numbers.range(1, 400)])
+	result := mutation.result with input as request("development", {"nsprov.io/features": long})
+	not result.annotations["nsprov.io/features"]
+}
+
 test_features_single_kept if {
 	result := mutation.result with input as request("development", {"nsprov.io/features": "istio"})
 	result.annotations["nsprov.io/features"] == "istio"

@@ -100,16 +100,20 @@ func TestSelfService(t *testing.T) {
 		return c.Patch(ctx, ns, client.MergeFrom(base), opts...)
 	}
 
-	// The binding takes effect shortly after it is created: wait until the
-	// API server answers with it (a dry run: nothing is written meanwhile).
+	// The policy and its binding take effect shortly after they are created
+	// or changed: wait until the API server answers with these values (a dry
+	// run: nothing is written meanwhile). bob's group is a requester group
+	// only in these values, so his refusal tells that a policy an earlier
+	// test installed with other groups is no longer the one in effect.
 	deadline := time.Now().Add(time.Minute)
 	for {
 		err := patch(alice, "default", func(ns *corev1.Namespace) { ns.Labels["owner"] = "alice" }, client.DryRunAll)
-		if err != nil && strings.Contains(err.Error(), requesterPolicy) {
+		bobErr := patch(bob, "default", func(ns *corev1.Namespace) { ns.Labels["owner"] = "bob" }, client.DryRunAll)
+		if err != nil && strings.Contains(err.Error(), requesterPolicy) && bobErr != nil && strings.Contains(bobErr.Error(), requesterPolicy) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("alice's update of default is not refused by %s: %v", requesterPolicy, err)
+			t.Fatalf("updates of default are not refused by %s: alice: %v; bob: %v", requesterPolicy, err, bobErr)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
