@@ -108,6 +108,8 @@ func TestDeniedRequestIsRecorded(t *testing.T) {
 			audit.PropUser: "alice", audit.PropGroups: strings.Join(denied.Groups, ","), audit.PropOperation: "CREATE",
 			audit.PropRequestUID: denied.UID, audit.PropTime: denied.Time.UTC().Format(time.RFC3339Nano),
 			audit.PropPolicyRevision: denied.PolicyRevision,
+			// The harness's webhook server verifies no client certificate.
+			audit.PropClientCertificate: "unverified",
 		},
 	}
 	if fmt.Sprintf("%+v", *result) != fmt.Sprintf("%+v", want) {

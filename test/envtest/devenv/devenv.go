@@ -61,6 +61,9 @@ const (
 	// tmpDir holds the control plane's data; it is removed on stop and on
 	// the next start.
 	tmpDir = "tmp"
+	// mountsDir holds the ConfigMaps the chart's pod mounts, as local
+	// directories; it is removed on stop.
+	mountsDir = "mounts"
 )
 
 // Options configure the dev environment.
@@ -231,7 +234,7 @@ func (e *Env) installChart(ctx context.Context, port int) (*unstructured.Unstruc
 	}
 	// The ConfigMaps the pod mounts (the chart's config/install.yaml) as
 	// local directories.
-	if err := chartrender.Localize(deployment, objs, filepath.Join(e.stateDir, "mounts")); err != nil {
+	if err := chartrender.Localize(deployment, objs, filepath.Join(e.stateDir, mountsDir)); err != nil {
 		return nil, err
 	}
 	return deployment, nil
@@ -415,7 +418,7 @@ func (e *Env) Stop() error {
 	if e.cp != nil {
 		err = errors.Join(err, e.cp.Stop())
 	}
-	for _, name := range []string{KubeconfigFile, processesFile, tmpDir} {
+	for _, name := range []string{KubeconfigFile, processesFile, tmpDir, mountsDir} {
 		if rmErr := os.RemoveAll(filepath.Join(e.stateDir, name)); rmErr != nil {
 			err = errors.Join(err, rmErr)
 		}
