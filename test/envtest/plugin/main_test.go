@@ -127,7 +127,6 @@ func installRequesterRBAC(ctx context.Context, c client.Client) error {
 	return nil
 }
 
-
 // startWriter runs a denial Writer for s until the returned function is
 // called, which waits for it to return.
 func startWriter(cfg *rest.Config, s *audit.Sink) (func(), error) {
