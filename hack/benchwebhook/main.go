@@ -39,6 +39,10 @@ type options struct {
 	corpus int
 	// evaluator is passed to `nsprov serve --policy-evaluator`.
 	evaluator string
+	// profile is a file prefix; when set, CPU and allocation profiles of
+	// nsprov (cache off) are taken during its first throughput run of each
+	// path.
+	profile string
 }
 
 func (o *options) addFlags(fs *flag.FlagSet) {
@@ -49,6 +53,7 @@ func (o *options) addFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.rounds, "rounds", 3, "repetitions of each measurement (the table shows the median)")
 	fs.IntVar(&o.corpus, "corpus", 2000, "distinct requests of each path")
 	fs.StringVar(&o.evaluator, "policy-evaluator", "compiled", "nsprov's --policy-evaluator")
+	fs.StringVar(&o.profile, "profile", "", "file prefix for CPU and allocation profiles of nsprov (cache off) under load, e.g. bin/profile (read with go tool pprof)")
 }
 
 func (o *options) validate() error {

@@ -142,3 +142,35 @@ func tlsUp(addr string) func() error {
 		return c.Close()
 	}
 }
+
+// profile takes a CPU profile of the process for most of d, then an
+// allocation profile, into prefix.cpu.pprof and prefix.allocs.pprof.
+func (p *process) profile(ctx context.Context, prefix string, d time.Duration) error {
+	seconds := max(int(d.Seconds())-1, 1)
+	for _, prof := range []struct{ url, file string }{
+		{fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.metrics, seconds), prefix + ".cpu.pprof"},
+		{fmt.Sprintf("http://%s/debug/pprof/allocs", p.metrics), prefix + ".allocs.pprof"},
+	} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, prof.url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", prof.url, resp.Status)
+		}
+		if err := os.WriteFile(prof.file, body, 0o644); err != nil {
+			return err
+		}
+		progress("wrote %s", prof.file)
+	}
+	return nil
+}

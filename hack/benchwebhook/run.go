@@ -152,7 +152,17 @@ func run(ctx context.Context, o options) error {
 				if err != nil {
 					return err
 				}
+				var profiled chan error
+				if o.profile != "" && round == 0 && s.cache == "off" {
+					profiled = make(chan error, 1)
+					go func() { profiled <- s.proc.profile(ctx, o.profile+"-"+strings.Trim(path, "/"), o.duration) }()
+				}
 				rps, n, err := throughput(ctx, s.client, path, corpora[path], o.concurrency, o.duration, s.check)
+				if profiled != nil {
+					if err := <-profiled; err != nil {
+						return fmt.Errorf("profiling %s: %w", s.label, err)
+					}
+				}
 				if err != nil {
 					return fmt.Errorf("%s, %s: %w", s.label, path, err)
 				}
@@ -213,6 +223,9 @@ func startNsprov(ctx context.Context, o options, dir, kubeconfig, certDir string
 		// The chart's default: every decision is a JSON line on stdout
 		// (here into a file, in a pod into the container log).
 		"--decision-log", "stdout",
+	}
+	if o.profile != "" {
+		args = append(args, "--enable-pprof")
 	}
 	if cacheFlag != "" {
 		args = append(args, "--decision-cache-size", cacheFlag)
