@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"sync"
 	"sync/atomic"
 	"testing/fstest"
@@ -80,47 +79,25 @@ func (f Files) Revision() (string, error) { return revisionOf(f.FS()) }
 // (following symbolic links, so a mounted ConfigMap reads as a plain copy),
 // within the bundle size limits.
 func ReadFiles(dir string) (Files, error) {
-	fsys := os.DirFS(dir)
-	files := Files{}
-	var size int64
-	var walk func(dir string, depth int) error
-	walk = func(dir string, depth int) error {
-		if depth > 16 {
-			return fmt.Errorf("%s is nested more than 16 directories deep (a symbolic link loop?)", dir)
-		}
-		entries, err := fs.ReadDir(fsys, dir)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			p := path.Join(dir, e.Name())
-			info, err := fs.Stat(fsys, p) // follows symbolic links
-			if err != nil {
-				return err
-			}
-			if hiddenOrUnknown(info) {
-				continue
-			}
-			if info.IsDir() {
-				if err := walk(p, depth+1); err != nil {
-					return err
-				}
-				continue
-			}
-			if len(files) >= maxBundleFiles || size+info.Size() > maxBundleSizeMB<<20 {
-				return fmt.Errorf("bundle is too large; the limit is %d files and %d MiB", maxBundleFiles, maxBundleSizeMB)
-			}
-			data, err := fs.ReadFile(fsys, p)
-			if err != nil {
-				return err
-			}
-			files[p] = data
-			size += int64(len(data))
-		}
-		return nil
-	}
-	if err := walk(".", 0); err != nil {
+	files, err := readFS(os.DirFS(dir))
+	if err != nil {
 		return nil, fmt.Errorf("policy directory %s: %w", dir, err)
+	}
+	return files, nil
+}
+
+// readFS reads the files of the bundle in fsys that the loader reads, once
+// bundleFiles has checked their number and size.
+func readFS(fsys fs.FS) (Files, error) {
+	paths, err := bundleFiles(fsys)
+	if err != nil {
+		return nil, err
+	}
+	files := make(Files, len(paths))
+	for _, p := range paths {
+		if files[p], err = fs.ReadFile(fsys, p); err != nil {
+			return nil, err
+		}
 	}
 	return files, nil
 }
@@ -178,19 +155,7 @@ func readLayered(dir, overlayDir string) (Files, string, error) {
 }
 
 // embeddedFiles are the files of the embedded bundle.
-func embeddedFiles() (Files, error) {
-	paths, err := bundleFiles(policies.Bundle)
-	if err != nil {
-		return nil, err
-	}
-	files := make(Files, len(paths))
-	for _, p := range paths {
-		if files[p], err = fs.ReadFile(policies.Bundle, p); err != nil {
-			return nil, err
-		}
-	}
-	return files, nil
-}
+func embeddedFiles() (Files, error) { return readFS(policies.Bundle) }
 
 // loadFiles reads and compiles the bundle in dir with overlayDir layered over
 // it (see readLayered), and returns it with its files; on error, rev is the
