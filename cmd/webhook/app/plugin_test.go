@@ -263,6 +263,8 @@ func TestFinished(t *testing.T) {
 		{"running", namespaceStatus{Name: "a", Condition: &conditionStatus{Status: "Unknown", Reason: "Running"}}, false, ExitOK},
 		{"a reason of the future, still Unknown", namespaceStatus{Name: "a", Condition: &conditionStatus{Status: "Unknown", Reason: "Queued"}}, false, ExitOK},
 		{"provisioned", namespaceStatus{Name: "a", Condition: &conditionStatus{Status: "True", Reason: "Succeeded"}}, true, ExitOK},
+		{"a changed request, the previous run's success", namespaceStatus{Name: "a", Annotations: map[string]string{"nsprov.io/provisioning": "Pending"}, Condition: &conditionStatus{Status: "True", Reason: "Succeeded"}}, false, ExitOK},
+		{"this request's success", namespaceStatus{Name: "a", Annotations: map[string]string{"nsprov.io/provisioning": "Succeeded"}, Condition: &conditionStatus{Status: "True", Reason: "Succeeded"}}, true, ExitOK},
 		{"failed", namespaceStatus{Name: "a", Condition: &conditionStatus{Status: "False", Reason: "Failed", Message: "step quota failed"}}, true, ExitDenied},
 		{"terminating", namespaceStatus{Name: "a", Phase: "Terminating", Condition: &conditionStatus{Status: "Unknown"}}, true, ExitDenied},
 	}

@@ -621,12 +621,19 @@ func transient(err error) bool {
 }
 
 // finished tells whether a watch ends at st: the condition is True (nil
-// error) or False (an error that exits 1), or the namespace is going away.
+// error) or False (an error that exits 1) and nsprov.io/provisioning no
+// longer says Pending, or the namespace is going away.
 func finished(st *namespaceStatus) (bool, error) {
 	if st.Phase == string(corev1.NamespaceTerminating) {
 		return true, &exitError{code: ExitDenied, err: fmt.Errorf("namespace %s is being deleted", st.Name)}
 	}
 	if st.Condition == nil {
+		return false, nil
+	}
+	// The request as it now is is still being provisioned: the condition may
+	// report the previous run, or nsprov has not yet recorded this run's end
+	// (the condition and the annotation are two writes).
+	if st.Annotations[contract.ProvisioningAnnotation] == contract.ProvisioningPending {
 		return false, nil
 	}
 	switch corev1.ConditionStatus(st.Condition.Status) {
