@@ -85,7 +85,8 @@ func newStatusCommand(s streams, co *ClientOptions) *cobra.Command {
 		Long: "With NAME, show the namespace's request, its Provisioned condition (status, reason and message), the " +
 			"Workflow that provisions it (annotation " + contract.WorkflowAnnotation + ") and each of the Workflow's steps: " +
 			"done, running, or failed with the step's message. --watch prints a line per change until the condition is " +
-			"True (exit 0) or False (exit 1). Without NAME, list the namespaces you requested (-A: every requested " +
+			"True (exit 0) or False (exit 1) for the request as it now is (while " + contract.ProvisioningAnnotation + " says " +
+			contract.ProvisioningPending + ", the condition may still report the previous run). Without NAME, list the namespaces you requested (-A: every requested " +
 			"namespace you can read), a line each.",
 		Example: "  kubectl nsprov status\n" +
 			"  kubectl nsprov status payments-dev --watch\n" +
@@ -560,7 +561,8 @@ func listStatus(ctx context.Context, c client.Client, o *StatusOptions, s stream
 }
 
 // watchStatus prints a line per change of the namespace's condition, its
-// Workflow and their steps until the condition is True or False.
+// Workflow and their steps until the condition is True or False for the
+// request as it now is (see finished).
 func watchStatus(ctx context.Context, c client.Client, o *StatusOptions, s streams) error {
 	if o.Timeout > 0 {
 		var cancel context.CancelFunc
