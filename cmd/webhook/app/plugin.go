@@ -137,8 +137,8 @@ func printStructured(w io.Writer, format string, v any) error {
 }
 
 // pluginLong explains the requester commands, under either name.
-const pluginLong = "Commands for the people who request namespaces: request one, follow its provisioning, and read why a " +
-	"request was denied. They use your kubeconfig and identity, as kubectl does, and need no privileges of nsprov's. " +
+const pluginLong = "Commands for the people who request namespaces: request one, follow its provisioning, cancel or re-run it, " +
+	"and read why a request was denied. They use your kubeconfig and identity, as kubectl does, and need no privileges of nsprov's. " +
 	"The nsprov binary runs them as `kubectl nsprov` when it is installed (copied or linked) as " + PluginName +
 	" on the PATH."
 
@@ -147,7 +147,8 @@ const pluginLong = "Commands for the people who request namespaces: request one,
 func addPluginCommands(parent *cobra.Command, s streams) {
 	co := newClientOptions()
 	co.AddFlags(parent.PersistentFlags())
-	parent.AddCommand(newRequestCommand(s, co), newStatusCommand(s, co), newWhyCommand(s, co))
+	parent.AddCommand(newRequestCommand(s, co), newStatusCommand(s, co), newWhyCommand(s, co),
+		newCancelCommand(s, co), newReprovisionCommand(s, co))
 }
 
 // newPluginCommand is `nsprov plugin`: the requester commands under the
@@ -155,7 +156,7 @@ func addPluginCommands(parent *cobra.Command, s streams) {
 func newPluginCommand(s streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plugin",
-		Short: "Request namespaces and follow them, as kubectl nsprov (request, status, why)",
+		Short: "Request namespaces and follow them, as kubectl nsprov (request, status, why, cancel, reprovision)",
 		Long:  pluginLong,
 		Args:  cobra.NoArgs,
 	}

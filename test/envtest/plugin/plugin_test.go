@@ -320,43 +320,7 @@ func TestContextFlag(t *testing.T) {
 // ends with exit code 1 when the condition is False.
 func TestStatusShowsFailedStep(t *testing.T) {
 	const name = "plug-broken-dev"
-	ctx := context.Background()
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "block-plug-broken-quota"},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"resourcequotas"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: "object.metadata.namespace != '" + name + "' && object.metadata.name != 'vap-probe'",
-				Message:    "quotas are blocked here by the test",
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, o := range []client.Object{policy, binding} {
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = env.Client.Delete(ctx, o) }()
-	}
-	envtest.Eventually(t, 30*time.Second, "the admission policy in force", func() error {
-		probe := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "vap-probe", Namespace: "default"}}
-		if err := env.Client.Create(ctx, probe, client.DryRunAll); err == nil {
-			return fmt.Errorf("probe quota still allowed")
-		}
-		return nil
-	})
+	blockQuotas(t, name)
 	a := alice(t)
 	if r := a.run(t, "request", name, "--team", "payments", "--environment", "development"); r.code != app.ExitOK {
 		t.Fatalf("request: %s", r)
@@ -497,5 +461,145 @@ func TestWhyShowsAuditFindings(t *testing.T) {
 	if !got.Exists || len(got.Denials) != 0 || got.Audit == nil || len(got.Audit.Violations) != 1 ||
 		got.Audit.Violations[0].Rule != "tier-not-allowed-in-environment" || got.Audit.Violations[0].Message == "" {
 		t.Errorf("why -o yaml: %+v", got)
+	}
+}
+
+// blockQuotas makes the API server refuse ResourceQuotas in namespace name
+// (a ValidatingAdmissionPolicy), so the provisioning Workflow's quota step
+// fails after Argo's retries of the step, until unblock (also run at the
+// test's end) lifts the block.
+func blockQuotas(t *testing.T, name string) (unblock func()) {
+	t.Helper()
+	ctx := context.Background()
+	probe := "vap-probe-" + name
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "block-quota-" + name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"resourcequotas"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: fmt.Sprintf("object.metadata.namespace != '%s' && object.metadata.name != '%s'", name, probe),
+				Message:    "quotas are blocked here by the test",
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	for _, o := range []client.Object{policy, binding} {
+		if err := env.Client.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	envtest.Eventually(t, 30*time.Second, "the admission policy in force", func() error {
+		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: probe, Namespace: "default"}}
+		if err := env.Client.Create(ctx, q, client.DryRunAll); err == nil {
+			return fmt.Errorf("probe quota still allowed")
+		}
+		return nil
+	})
+	lifted := false
+	unblock = func() {
+		if lifted {
+			return
+		}
+		lifted = true
+		for _, o := range []client.Object{binding, policy} {
+			if err := env.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				t.Error(err)
+			}
+		}
+		envtest.Eventually(t, 30*time.Second, "the admission policy lifted", func() error {
+			q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: probe, Namespace: "default"}}
+			return env.Client.Create(ctx, q, client.DryRunAll)
+		})
+	}
+	t.Cleanup(unblock)
+	return unblock
+}
+
+// cancel stops a provisioning that runs (its quota step blocked), status
+// --watch then ends on Cancelled, a second cancel has nothing to stop; once
+// the cause is gone, reprovision runs the plan again to success. Someone
+// who may not read the namespace may do neither.
+func TestCancelAndReprovision(t *testing.T) {
+	const name = "plug-cancel-dev"
+	unblock := blockQuotas(t, name)
+	a := alice(t)
+	if r := a.run(t, "request", name, "--team", "payments", "--environment", "development"); r.code != app.ExitOK {
+		t.Fatalf("request: %s", r)
+	}
+	envtest.Eventually(t, 2*time.Minute, "the provisioning running", func() error {
+		r := a.run(t, "status", name, "-o", "json")
+		var st statusJSON
+		if err := json.Unmarshal([]byte(r.out), &st); err != nil {
+			return fmt.Errorf("%v: %s", err, r)
+		}
+		if st.Condition == nil || st.Condition.Reason != contract.ReasonRunning {
+			return fmt.Errorf("condition %+v", st.Condition)
+		}
+		return nil
+	})
+	r := a.run(t, "cancel", name)
+	if r.code != app.ExitOK || !strings.Contains(r.out, "cancel requested") {
+		t.Fatalf("cancel: %s", r)
+	}
+	w := a.run(t, "status", name, "--watch", "--timeout", "2m", "--interval", "200ms")
+	if w.code != app.ExitDenied || !strings.Contains(w.err, "False (Cancelled)") {
+		t.Fatalf("status --watch after cancel: %s", w)
+	}
+	envtest.Eventually(t, 30*time.Second, "the cancel consumed", func() error {
+		ns := exists(t, name)
+		if _, ok := ns.Annotations[contract.CancelAnnotation]; ok || ns.Annotations[contract.ProvisioningAnnotation] != contract.ProvisioningCancelled {
+			return fmt.Errorf("annotations %v", ns.Annotations)
+		}
+		return nil
+	})
+	if r = a.run(t, "cancel", name); r.code != app.ExitDenied || !strings.Contains(r.err, "nothing to cancel") ||
+		!strings.Contains(r.err, "Cancelled") || !strings.Contains(r.err, "kubectl nsprov reprovision "+name) {
+		t.Errorf("a second cancel: %s", r)
+	}
+	if _, ok := exists(t, name).Annotations[contract.CancelAnnotation]; ok {
+		t.Errorf("a refused cancel set %s", contract.CancelAnnotation)
+	}
+
+	// eve may not read the namespace, so she may not act on it.
+	if r = eve(t).run(t, "reprovision", name); r.code != app.ExitDenied || !strings.Contains(r.err, "you may not reprovision") {
+		t.Errorf("eve's reprovision: %s", r)
+	}
+	// bob reads every namespace, but the requester admission policy keeps
+	// him from changing another team's.
+	if r = bob(t).run(t, "reprovision", name); r.code != app.ExitDenied || !strings.Contains(r.err, "you may not reprovision") {
+		t.Errorf("bob's reprovision of alice's namespace: %s", r)
+	}
+	if ns := exists(t, name); ns.Annotations[contract.ReprovisionAnnotation] != "" {
+		t.Errorf("bob's refused reprovision set %s: %v", contract.ReprovisionAnnotation, ns.Annotations)
+	}
+	if r = a.run(t, "cancel", "plug-no-such-dev"); r.code != app.ExitDenied || !strings.Contains(r.err, "does not exist") {
+		t.Errorf("cancel of a namespace that does not exist: %s", r)
+	}
+	if r = a.run(t, "reprovision", "Not_A_Name"); r.code != app.ExitBadUsage || !strings.Contains(r.err, "is not valid") {
+		t.Errorf("reprovision of an invalid name: %s", r)
+	}
+
+	unblock()
+	if r = a.run(t, "reprovision", name); r.code != app.ExitOK || !strings.Contains(r.out, "reprovision requested") {
+		t.Fatalf("reprovision: %s", r)
+	}
+	if ns := exists(t, name); ns.Annotations[contract.ReprovisionAnnotation] == "" {
+		t.Errorf("reprovision left no %s: %v", contract.ReprovisionAnnotation, ns.Annotations)
+	}
+	w = a.run(t, "status", name, "--watch", "--timeout", "3m", "--interval", "200ms")
+	if w.code != app.ExitOK || !regexp.MustCompile(`(?m)^Provisioned: +True \(Succeeded\)`).MatchString(w.out) {
+		t.Fatalf("status --watch after reprovision: %s", w)
 	}
 }
