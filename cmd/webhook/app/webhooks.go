@@ -194,9 +194,20 @@ func runActivate(ctx context.Context, o *WebhooksOptions, s streams) error {
 	}
 	fmt.Fprintf(s.out, "nsprov answers: a dry run was denied with %s\n", probeRule)
 	policy := admissionregistrationv1.FailurePolicyType(o.FailurePolicy)
+	if err := SetWebhookFailurePolicy(ctx, cs, o.Configuration, policy); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(s.out, "webhook configurations %s: failurePolicy %s\n", o.Configuration, policy)
+	return err
+}
+
+// SetWebhookFailurePolicy sets policy on every webhook of the mutating and
+// the validating webhook configuration named configuration: what `nsprov
+// webhooks activate` does once nsprov answers (and `make dev` after it).
+func SetWebhookFailurePolicy(ctx context.Context, cs kubernetes.Interface, configuration string, policy admissionregistrationv1.FailurePolicyType) error {
 	adm := cs.AdmissionregistrationV1()
-	err = retryConflicts(func() error {
-		m, err := adm.MutatingWebhookConfigurations().Get(ctx, o.Configuration, metav1.GetOptions{})
+	err := retryConflicts(func() error {
+		m, err := adm.MutatingWebhookConfigurations().Get(ctx, configuration, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -207,10 +218,10 @@ func runActivate(ctx context.Context, o *WebhooksOptions, s streams) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("setting the failurePolicy of MutatingWebhookConfiguration %s: %w", o.Configuration, err)
+		return fmt.Errorf("setting the failurePolicy of MutatingWebhookConfiguration %s: %w", configuration, err)
 	}
 	err = retryConflicts(func() error {
-		v, err := adm.ValidatingWebhookConfigurations().Get(ctx, o.Configuration, metav1.GetOptions{})
+		v, err := adm.ValidatingWebhookConfigurations().Get(ctx, configuration, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -221,10 +232,9 @@ func runActivate(ctx context.Context, o *WebhooksOptions, s streams) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("setting the failurePolicy of ValidatingWebhookConfiguration %s: %w", o.Configuration, err)
+		return fmt.Errorf("setting the failurePolicy of ValidatingWebhookConfiguration %s: %w", configuration, err)
 	}
-	_, err = fmt.Fprintf(s.out, "webhook configurations %s: failurePolicy %s\n", o.Configuration, policy)
-	return err
+	return nil
 }
 
 func retryConflicts(f func() error) error {

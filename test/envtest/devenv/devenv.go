@@ -13,13 +13,14 @@ import (
 	"sync"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	crlog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -346,7 +347,7 @@ func (e *Env) waitForWebhooks(ctx context.Context) error {
 		err := c.Create(ctx, ns, client.DryRunAll)
 		if err != nil && strings.Contains(err.Error(), "request-required") {
 			// What the chart's nsprov-activate hook does next.
-			return activateWebhooks(ctx, e.Client)
+			return activateWebhooks(ctx, e.Config)
 		}
 		select {
 		case code := <-e.served:
@@ -432,34 +433,18 @@ func (e *Env) Stop() error {
 // activateWebhooks sets the failurePolicy the chart's values ask for
 // (annotation nsprov.io/failure-policy) on both webhook configurations, as
 // the chart's nsprov-activate hook does once nsprov answers.
-func activateWebhooks(ctx context.Context, c client.Client) error {
-	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
-		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { return activate(ctx, c, kind) }); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// activate sets the failurePolicy of the webhook configuration of kind.
-func activate(ctx context.Context, c client.Client, kind string) error {
-	obj := &unstructured.Unstructured{}
-	obj.SetAPIVersion("admissionregistration.k8s.io/v1")
-	obj.SetKind(kind)
-	if err := c.Get(ctx, client.ObjectKey{Name: "nsprov"}, obj); err != nil {
-		return fmt.Errorf("activating the webhooks: %w", err)
-	}
-	hooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
-	for i, h := range hooks {
-		hook, _ := h.(map[string]any)
-		hook["failurePolicy"] = obj.GetAnnotations()["nsprov.io/failure-policy"]
-		hooks[i] = hook
-	}
-	if err := unstructured.SetNestedSlice(obj.Object, hooks, "webhooks"); err != nil {
+func activateWebhooks(ctx context.Context, cfg *rest.Config) error {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
 		return err
 	}
-	if err := c.Update(ctx, obj); err != nil {
+	m, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "nsprov", metav1.GetOptions{})
+	if err != nil {
 		return fmt.Errorf("activating the webhooks: %w", err)
 	}
-	return nil
+	policy := m.Annotations["nsprov.io/failure-policy"]
+	if policy == "" {
+		return errors.New("activating the webhooks: the chart's webhook configuration has no nsprov.io/failure-policy annotation")
+	}
+	return app.SetWebhookFailurePolicy(ctx, cs, "nsprov", admissionregistrationv1.FailurePolicyType(policy))
 }
