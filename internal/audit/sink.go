@@ -2,7 +2,6 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"sort"
 	"strings"
@@ -245,30 +244,6 @@ func byRule(violations []policy.Violation) ([]string, map[string]string) {
 	return rules, out
 }
 
-// decisionLine is one line of the decision log.
-type decisionLine struct {
-	Time       string             `json:"time"`
-	Msg        string             `json:"msg"`
-	Webhook    string             `json:"webhook"`
-	UID        string             `json:"uid"`
-	Operation  string             `json:"operation"`
-	Namespace  string             `json:"namespace"`
-	User       string             `json:"user"`
-	Groups     []string           `json:"groups"`
-	Allowed    bool               `json:"allowed"`
-	Violations []policy.Violation `json:"violations"`
-	// OmittedViolations counts the violations not listed (see
-	// admission.MaxRecordedViolations).
-	OmittedViolations int      `json:"omittedViolations,omitempty"`
-	Warnings          []string `json:"warnings"`
-	Patches           int      `json:"patches,omitempty"`
-	DryRun            bool     `json:"dryRun"`
-	PolicyRevision    string   `json:"policyRevision"`
-	LatencySeconds    float64  `json:"latencySeconds"`
-	Error             string   `json:"error,omitempty"`
-	ClientVerified    bool     `json:"clientVerified"`
-}
-
 // DecisionLogMessage is the msg of every decision log line.
 const DecisionLogMessage = "admission decision"
 
@@ -280,34 +255,17 @@ func (s *Sink) log(ctx context.Context, r *admission.Record) {
 	if r.Err != nil {
 		logr.FromContextOrDiscard(ctx).Error(r.Err, "admission request failed", "webhook", r.Webhook, "uid", r.UID, "namespace", r.Namespace)
 	}
-	line := decisionLine{
-		Time: r.Time.UTC().Format(time.RFC3339Nano), Msg: DecisionLogMessage, Webhook: r.Webhook, UID: r.UID,
-		Operation: r.Operation, Namespace: r.Namespace, User: r.Username, Groups: r.Groups, Allowed: r.Allowed,
-		Violations: r.Violations, OmittedViolations: r.OmittedViolations, Warnings: r.Warnings, Patches: r.Patches, DryRun: r.DryRun,
-		PolicyRevision: r.Revision, LatencySeconds: r.Latency.Seconds(), ClientVerified: r.ClientVerified,
-	}
-	if line.Groups == nil {
-		line.Groups = []string{}
-	}
-	if line.Violations == nil {
-		line.Violations = []policy.Violation{}
-	}
-	if line.Warnings == nil {
-		line.Warnings = []string{}
-	}
-	if r.Err != nil {
-		line.Error = truncate(r.Err.Error(), maxMessage)
-	}
-	b, err := json.Marshal(line)
-	if err != nil {
-		return // the fields are strings, numbers and booleans
-	}
-	b = append(b, '\n')
+	bp := lineBuffers.Get().(*[]byte)
+	b := append(appendDecisionLine((*bp)[:0], r), '\n')
 	s.logMu.Lock()
-	_, err = s.o.DecisionLog.Write(b)
+	_, err := s.o.DecisionLog.Write(b)
 	failedBefore := s.logFailed
 	s.logFailed = err != nil
 	s.logMu.Unlock()
+	if cap(b) <= maxDecisionLine {
+		*bp = b
+		lineBuffers.Put(bp)
+	}
 	if err != nil && !failedBefore {
 		s.o.Logger.Error(err, "cannot write the decision log; decisions are still counted in the metrics")
 	}
