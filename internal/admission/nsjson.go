@@ -2,6 +2,8 @@ package admission
 
 import (
 	"encoding/json"
+	"math"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -17,10 +19,11 @@ const maxScanDepth = 256
 // scanNamespace decodes the fields of a Namespace that the policy reads
 // (metadata.name, uid, labels, annotations, deletionTimestamp and
 // status.phase) straight from the JSON of an admission request, skipping
-// every other field without allocating. It is the reflection decoder's
-// (decodeNamespaceReflect) fast path and decides exactly as that one does:
-// keys match case-sensitively, the last of duplicate map keys wins, an
-// empty labels or annotations object is an empty map and null is none.
+// every other field without allocating, and allocates the strings it keeps
+// together, once. It is the reflection decoder's (decodeNamespaceReflect)
+// fast path and decides exactly as that one does: keys match
+// case-sensitively, the last of duplicate map keys wins, an empty labels or
+// annotations object is an empty map and null is none.
 //
 // ok is false for anything it does not decide itself: malformed JSON,
 // wrong types, null where a string is expected, a repeated metadata or
@@ -28,7 +31,10 @@ const maxScanDepth = 256
 // than maxScanDepth. The caller then decodes with the reflection decoder,
 // which either accepts the object or says what is wrong with it.
 func scanNamespace(raw []byte) (ns *corev1.Namespace, ok bool) {
-	s := scanner{b: raw}
+	if len(raw) > math.MaxInt32 {
+		return nil, false
+	}
+	s := scanner{b: raw, refs: make([]strRef, 0, 16)}
 	s.ws()
 	if !s.consume('{') {
 		return nil, false
@@ -52,8 +58,8 @@ func scanNamespace(raw []byte) (ns *corev1.Namespace, ok bool) {
 				if string(key) != "phase" {
 					return s.skip(1)
 				}
-				v, ok := s.str()
-				ns.Status.Phase = corev1.NamespacePhase(v)
+				var ok bool
+				s.phase, ok = s.str()
 				return ok
 			})
 		default:
@@ -67,6 +73,7 @@ func scanNamespace(raw []byte) (ns *corev1.Namespace, ok bool) {
 	if s.i != len(s.b) {
 		return nil, false
 	}
+	s.finish(ns)
 	return ns, true
 }
 
@@ -75,6 +82,98 @@ type scanner struct {
 	b    []byte
 	i    int
 	seen uint8 // metadata fields seen, as bits
+	// refs are the strings kept; name, uid and phase are indexes of refs
+	// (0: none), the members of labels and annotations are refs of their
+	// kind (the key, then the value).
+	refs             []strRef
+	name, uid, phase int
+	labels, annots   mapState
+	nLabels, nAnnots int
+	// decoded are the kept strings that had escapes.
+	decoded []string
+}
+
+// strRef is a string kept: b[start:end], or decoded[-start-1].
+type strRef struct {
+	start, end int32
+	kind       refKind
+}
+
+// refKind says what a kept string is.
+type refKind uint8
+
+const (
+	refValue refKind = iota
+	refLabelKey
+	refAnnotationKey
+)
+
+// mapState says whether labels or annotations were an object.
+type mapState uint8
+
+const (
+	mapNone mapState = iota
+	mapObject
+)
+
+// finish fills ns with the strings kept, allocated together.
+func (s *scanner) finish(ns *corev1.Namespace) {
+	n := 0
+	for _, r := range s.refs {
+		if r.start >= 0 {
+			n += int(r.end - r.start)
+		}
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	for _, r := range s.refs {
+		if r.start >= 0 {
+			sb.Write(s.b[r.start:r.end])
+		}
+	}
+	all := sb.String()
+	if s.labels == mapObject {
+		ns.Labels = make(map[string]string, s.nLabels)
+	}
+	if s.annots == mapObject {
+		ns.Annotations = make(map[string]string, s.nAnnots)
+	}
+	off := 0
+	var key string
+	var into map[string]string
+	for i, r := range s.refs {
+		var v string
+		if r.start >= 0 {
+			v = all[off : off+int(r.end-r.start)]
+			off += int(r.end - r.start)
+		} else {
+			v = s.decoded[-r.start-1]
+		}
+		switch {
+		case r.kind == refLabelKey:
+			key, into = v, ns.Labels
+		case r.kind == refAnnotationKey:
+			key, into = v, ns.Annotations
+		case into != nil:
+			into[key] = v
+			into = nil
+		case i+1 == s.name:
+			ns.Name = v
+		case i+1 == s.uid:
+			ns.UID = types.UID(v)
+		case i+1 == s.phase:
+			ns.Status.Phase = corev1.NamespacePhase(v)
+		}
+	}
+}
+
+// str returns the string of a kept string, without keeping it.
+func (s *scanner) string(ref int) string {
+	r := s.refs[ref-1]
+	if r.start < 0 {
+		return s.decoded[-r.start-1]
+	}
+	return string(s.b[r.start:r.end])
 }
 
 const (
@@ -105,33 +204,30 @@ func (s *scanner) metadataField(ns *corev1.Namespace, key []byte) bool {
 		return false
 	}
 	s.seen |= bit
+	var ok bool
 	switch bit {
 	case seenName:
-		v, ok := s.str()
-		ns.Name = v
+		s.name, ok = s.str()
 		return ok
 	case seenUID:
-		v, ok := s.str()
-		ns.UID = types.UID(v)
+		s.uid, ok = s.str()
 		return ok
 	case seenLabels:
-		m, ok := s.stringMap()
-		ns.Labels = m
+		s.labels, ok = s.stringMap(false)
 		return ok
 	case seenAnnotations:
-		m, ok := s.stringMap()
-		ns.Annotations = m
+		s.annots, ok = s.stringMap(true)
 		return ok
 	default:
 		s.ws()
 		if s.literal("null") {
 			return true
 		}
-		v, ok := s.str()
+		ref, ok := s.str()
 		if !ok {
 			return false
 		}
-		t, err := time.Parse(time.RFC3339, v)
+		t, err := time.Parse(time.RFC3339, s.string(ref))
 		if err != nil {
 			return false
 		}
@@ -140,24 +236,37 @@ func (s *scanner) metadataField(ns *corev1.Namespace, key []byte) bool {
 	}
 }
 
-// stringMap reads null (nil) or an object of strings.
-func (s *scanner) stringMap() (map[string]string, bool) {
+// stringMap reads null (mapNone) or an object of strings into entries.
+func (s *scanner) stringMap(annotations bool) (mapState, bool) {
 	s.ws()
 	if s.literal("null") {
-		return nil, true
+		return mapNone, true
 	}
 	if !s.consume('{') {
-		return nil, false
+		return mapNone, false
 	}
-	m := map[string]string{}
+	kind := refLabelKey
+	if annotations {
+		kind = refAnnotationKey
+	}
 	ok := s.object(func(key []byte) bool {
-		v, ok := s.str()
-		if ok {
-			m[string(key)] = v
+		start := int32(cap(s.b) - cap(key)) // key is a slice of b
+		s.keep(strRef{start: start, end: start + int32(len(key)), kind: kind})
+		_, ok := s.str()
+		if annotations {
+			s.nAnnots++
+		} else {
+			s.nLabels++
 		}
 		return ok
 	})
-	return m, ok
+	return mapObject, ok
+}
+
+// keep adds a string kept and returns its index.
+func (s *scanner) keep(r strRef) int {
+	s.refs = append(s.refs, r)
+	return len(s.refs)
 }
 
 // object reads the members of an object whose '{' has been read, calling
@@ -212,13 +321,14 @@ func (s *scanner) rawKey() ([]byte, bool) {
 	return nil, false
 }
 
-// str reads a string value. A string with escapes is unquoted by
-// encoding/json, so it reads exactly as the reflection decoder reads it;
-// one of invalid UTF-8 (which encoding/json replaces) is not read here.
-func (s *scanner) str() (string, bool) {
+// str reads a string value and keeps it. A string with escapes is
+// unquoted by encoding/json, so it reads exactly as the reflection decoder
+// reads it; one of invalid UTF-8 (which encoding/json replaces) is not
+// read here.
+func (s *scanner) str() (int, bool) {
 	s.ws()
 	if !s.consume('"') {
-		return "", false
+		return 0, false
 	}
 	start := s.i
 	escaped := false
@@ -228,32 +338,32 @@ func (s *scanner) str() (string, bool) {
 		switch {
 		case c == '"':
 			s.i++
-			body := s.b[start : s.i-1]
 			if escaped {
 				var v string
 				if err := json.Unmarshal(s.b[start-1:s.i], &v); err != nil {
-					return "", false
+					return 0, false
 				}
-				return v, true
+				s.decoded = append(s.decoded, v)
+				return s.keep(strRef{start: int32(-len(s.decoded))}), true
 			}
-			if !ascii && !utf8.Valid(body) {
-				return "", false
+			if !ascii && !utf8.Valid(s.b[start:s.i-1]) {
+				return 0, false
 			}
-			return string(body), true
+			return s.keep(strRef{start: int32(start), end: int32(s.i - 1)}), true
 		case c == '\\':
 			if !s.escape() {
-				return "", false
+				return 0, false
 			}
 			escaped = true
 			continue
 		case c < 0x20:
-			return "", false
+			return 0, false
 		case c >= 0x80:
 			ascii = false
 		}
 		s.i++
 	}
-	return "", false
+	return 0, false
 }
 
 // escape checks the escape sequence at i and moves past it.

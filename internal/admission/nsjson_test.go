@@ -27,6 +27,7 @@ var nsjsonCases = []string{
 	`{"metadata":{"name":"x","deletionTimestamp":"yesterday"}}`,
 	`{"metadata":{"name":"x","deletionTimestamp":5}}`,
 	`{"metadata":{"name":"x","labels":{}}}`,
+	"{ \"metadata\" :\t{\"labels\" : {\"a\" : \"1\" ,\n\"bb\"\r:\"22\"} , \"annotations\":{ \"k\"  :  \"v\" } } , \"status\" : { \"phase\" : \"Active\" } }",
 	`{"metadata":{"name":"x","labels":null,"annotations":{}}}`,
 	`{"metadata":{"labels":{"a":"1","a":"2"}}}`,
 	`{"metadata":{"labels":{"a":null}}}`,
@@ -159,4 +160,23 @@ func FuzzDecodeNamespace(f *testing.F) {
 		f.Add([]byte(c))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) { sameDecoding(t, raw) })
+}
+
+// BenchmarkDecodeNamespace compares the direct decoder with the reflection
+// decoder on a Namespace as the API server sends it (with managedFields).
+func BenchmarkDecodeNamespace(b *testing.B) {
+	raw := []byte(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"payments-dev","uid":"6c4f3d2a-0b1e-4c8f-9a7d-2e5b6c7d8e9f","resourceVersion":"4711","creationTimestamp":"2025-01-02T03:04:05Z","labels":{"kubernetes.io/metadata.name":"payments-dev","nsprov.io/team":"payments"},"annotations":{"nsprov.io/team":"payments","nsprov.io/environment":"development","nsprov.io/features":"istio, Monitoring-Enhanced"},"managedFields":[{"manager":"kubectl-create","operation":"Update","apiVersion":"v1","time":"2025-01-02T03:04:05Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{".":{},"f:nsprov.io/environment":{},"f:nsprov.io/features":{},"f:nsprov.io/team":{}},"f:labels":{".":{},"f:kubernetes.io/metadata.name":{}}}}}]},"spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}}`)
+	for _, d := range []struct {
+		name   string
+		decode func([]byte, string) (*corev1.Namespace, error)
+	}{{"direct", decodeNamespace}, {"reflection", decodeNamespaceReflect}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := d.decode(raw, "object"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
