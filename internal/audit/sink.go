@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -164,8 +165,8 @@ func (s *Sink) Record(ctx context.Context, r *admission.Record) {
 	case !r.Allowed:
 		result = "denied"
 	}
-	requestsTotal.WithLabelValues(r.Webhook, r.Operation, result).Inc()
-	durationSeconds.WithLabelValues(r.Webhook).Observe(r.Latency.Seconds())
+	requestsCounter(r.Webhook, r.Operation, result).Inc()
+	durationObserver(r.Webhook).Observe(r.Latency.Seconds())
 	if result == "denied" {
 		for _, v := range r.Violations {
 			violationsTotal.WithLabelValues(v.Rule).Inc()
@@ -193,6 +194,66 @@ func (s *Sink) Record(ctx context.Context, r *admission.Record) {
 	default:
 		eventsTotal.WithLabelValues("dropped").Inc()
 	}
+}
+
+// Counters and observers of the usual label values, looked up once: finding
+// one by its labels hashes them on every request. Other values (which a
+// Record of nsprov's handlers does not carry) are looked up every time.
+var (
+	requestCounters   [2][2][3]atomic.Pointer[prometheus.Counter]
+	durationObservers [2]atomic.Pointer[prometheus.Observer]
+)
+
+func webhookIndex(webhook string) int {
+	switch webhook {
+	case "mutate":
+		return 0
+	case "validate":
+		return 1
+	}
+	return -1
+}
+
+func requestsCounter(webhook, operation, result string) prometheus.Counter {
+	w, o, r := webhookIndex(webhook), -1, -1
+	switch operation {
+	case "CREATE":
+		o = 0
+	case "UPDATE":
+		o = 1
+	}
+	switch result {
+	case "allowed":
+		r = 0
+	case "denied":
+		r = 1
+	case "error":
+		r = 2
+	}
+	if w < 0 || o < 0 || r < 0 {
+		return requestsTotal.WithLabelValues(webhook, operation, result)
+	}
+	slot := &requestCounters[w][o][r]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := requestsTotal.WithLabelValues(webhook, operation, result)
+	slot.Store(&c)
+	return c
+}
+
+func durationObserver(webhook string) prometheus.Observer {
+	w := webhookIndex(webhook)
+	if w < 0 {
+		return durationSeconds.WithLabelValues(webhook)
+	}
+	slot := &durationObservers[w]
+	if o := slot.Load(); o != nil {
+		return *o
+	}
+	o := durationSeconds.WithLabelValues(webhook)
+	slot.Store(&o)
+	return o
 }
 
 // maxNote is the longest note events.k8s.io accepts (1 KiB).
