@@ -34,7 +34,7 @@ func scanNamespace(raw []byte) (ns *corev1.Namespace, ok bool) {
 	if len(raw) > math.MaxInt32 {
 		return nil, false
 	}
-	s := scanner{b: raw, refs: make([]strRef, 0, 16)}
+	s := scanner{b: raw, refs: make([]strRef, 0, 32)}
 	s.ws()
 	if !s.consume('{') {
 		return nil, false
