@@ -172,11 +172,13 @@ func BenchmarkDecodeNamespace(b *testing.B) {
 	}{{"direct", decodeNamespace}, {"reflection", decodeNamespaceReflect}} {
 		b.Run(d.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
 				if _, err := d.decode(raw, "object"); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, cpu)
 		})
 	}
 }
