@@ -98,6 +98,8 @@ test-unit: ## Run the tests that need no control plane (unit and Rego tests).
 fuzz: ## Run each fuzz target for FUZZTIME (default 2m); the seeds alone run in every `go test`. Failing inputs land in testdata/fuzz.
 	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) ./internal/admission/
 	$(GO) test -run '^$$' -fuzz '^FuzzHandlers$$' -fuzztime $(FUZZTIME) ./internal/admission/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeNamespace$$' -fuzztime $(FUZZTIME) ./internal/admission/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecisionLine$$' -fuzztime $(FUZZTIME) ./internal/audit/
 	$(GO) test -run '^$$' -fuzz '^FuzzCompiledMatchesTopdown$$' -fuzztime $(FUZZTIME) ./internal/policy/
 
 .PHONY: lint-chart

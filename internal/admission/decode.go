@@ -74,6 +74,15 @@ func decodeNamespace(raw []byte, field string) (*corev1.Namespace, error) {
 	if len(raw) == 0 {
 		return nil, badf("the admission request has no %s; the API server sends one for CREATE and UPDATE", field)
 	}
+	if ns, ok := scanNamespace(raw); ok {
+		return ns, nil
+	}
+	return decodeNamespaceReflect(raw, field)
+}
+
+// decodeNamespaceReflect is decodeNamespace by reflection: slower, but it
+// decides every input scanNamespace leaves to it and says what is wrong.
+func decodeNamespaceReflect(raw []byte, field string) (*corev1.Namespace, error) {
 	// Field names match case-sensitively, as the API server decodes them:
 	// encoding/json would also take "Metadata" or "ANNOTATIONS", so nsprov
 	// would decide on fields the API server ignores, and patch paths that

@@ -65,6 +65,9 @@ type LogRecorder struct{}
 // Record implements Recorder.
 func (LogRecorder) Record(ctx context.Context, r *Record) {
 	log := logr.FromContextOrDiscard(ctx)
+	if r.Err == nil && r.Allowed && !log.V(1).Enabled() {
+		return // nothing is written: build nothing
+	}
 	kv := []any{
 		"webhook", r.Webhook, "uid", r.UID, "operation", r.Operation, "namespace", r.Namespace,
 		"user", r.Username, "groups", r.Groups, "allowed", r.Allowed, "dryRun", r.DryRun,

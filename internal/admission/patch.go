@@ -3,7 +3,7 @@ package admission
 import (
 	"context"
 	"maps"
-	"sort"
+	"slices"
 	"strings"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -16,7 +16,7 @@ import (
 // ns, which the caller owns. Keys that already hold the wanted value yield no
 // operation.
 func patch(m *policy.Mutation, ns *corev1.Namespace) []jsonpatch.JsonPatchOperation {
-	var ops []jsonpatch.JsonPatchOperation
+	ops := make([]jsonpatch.JsonPatchOperation, 0, len(m.Annotations)+len(m.Labels))
 	ops = patchMap(ops, "/metadata/annotations", &ns.Annotations, m.Annotations)
 	ops = patchMap(ops, "/metadata/labels", &ns.Labels, m.Labels)
 	return ops
@@ -37,17 +37,18 @@ func patchMap(ops []jsonpatch.JsonPatchOperation, path string, have *map[string]
 		*have = added
 		return append(ops, jsonpatch.NewOperation("add", path, maps.Clone(added)))
 	}
-	keys := make([]string, 0, len(want))
+	var buf [16]string
+	keys := buf[:0]
 	for k := range want {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	for _, k := range keys {
 		v := want[k]
 		cur, exists := (*have)[k]
 		switch {
 		case v == nil && exists:
-			ops = append(ops, jsonpatch.NewOperation("remove", path+"/"+escapePointer(k), nil))
+			ops = append(ops, jsonpatch.NewOperation("remove", pointer(path, k), nil))
 			delete(*have, k)
 		case v == nil, exists && cur == *v:
 		default:
@@ -56,21 +57,33 @@ func patchMap(ops []jsonpatch.JsonPatchOperation, path string, have *map[string]
 				op = "replace"
 			}
 			(*have)[k] = *v
-			ops = append(ops, jsonpatch.NewOperation(op, path+"/"+escapePointer(k), *v))
+			ops = append(ops, jsonpatch.NewOperation(op, pointer(path, k), *v))
 		}
 	}
 	return ops
 }
 
-// escapePointer escapes a map key for a JSON pointer (RFC 6901).
-func escapePointer(s string) string {
-	if !strings.ContainsAny(s, "~/") {
-		return s
+// pointer is the JSON pointer of key in the map at path: key escaped
+// (RFC 6901: "~" as "~0", "/" as "~1") after path and "/", built in one
+// allocation.
+func pointer(path, key string) string {
+	n := len(path) + 1 + len(key) + strings.Count(key, "~") + strings.Count(key, "/")
+	var sb strings.Builder
+	sb.Grow(n)
+	sb.WriteString(path)
+	sb.WriteByte('/')
+	for i := 0; i < len(key); i++ {
+		switch c := key[i]; c {
+		case '~':
+			sb.WriteString("~0")
+		case '/':
+			sb.WriteString("~1")
+		default:
+			sb.WriteByte(c)
+		}
 	}
-	return pointerEscaper.Replace(s)
+	return sb.String()
 }
-
-var pointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 // Decision is a full offline decision: mutation, then validation of the
 // mutated object, then the plan, as the webhooks and the controller would

@@ -76,3 +76,22 @@ func TestPatchEscapesKeys(t *testing.T) {
 		t.Errorf("object after patch %v", ns.Annotations)
 	}
 }
+
+// pointer escapes a key as RFC 6901 says, in one allocation.
+func TestPointer(t *testing.T) {
+	tests := []struct{ path, key, want string }{
+		{"/metadata/labels", "team", "/metadata/labels/team"},
+		{"/metadata/annotations", "nsprov.io/team", "/metadata/annotations/nsprov.io~1team"},
+		{"/metadata/annotations", "a~/b/~~", "/metadata/annotations/a~0~1b~1~0~0"},
+		{"/metadata/annotations", "", "/metadata/annotations/"},
+		{"/metadata/annotations", "caf\u00e9/\U0001F600", "/metadata/annotations/caf\u00e9~1\U0001F600"},
+	}
+	for _, tt := range tests {
+		if got := pointer(tt.path, tt.key); got != tt.want {
+			t.Errorf("pointer(%q, %q) = %q, want %q", tt.path, tt.key, got, tt.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = pointer("/metadata/annotations", "nsprov.io/team") }); n != 1 {
+		t.Errorf("%v allocations, want 1", n)
+	}
+}

@@ -2,11 +2,11 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -165,8 +165,8 @@ func (s *Sink) Record(ctx context.Context, r *admission.Record) {
 	case !r.Allowed:
 		result = "denied"
 	}
-	requestsTotal.WithLabelValues(r.Webhook, r.Operation, result).Inc()
-	durationSeconds.WithLabelValues(r.Webhook).Observe(r.Latency.Seconds())
+	requestsCounter(r.Webhook, r.Operation, result).Inc()
+	durationObserver(r.Webhook).Observe(r.Latency.Seconds())
 	if result == "denied" {
 		for _, v := range r.Violations {
 			violationsTotal.WithLabelValues(v.Rule).Inc()
@@ -194,6 +194,66 @@ func (s *Sink) Record(ctx context.Context, r *admission.Record) {
 	default:
 		eventsTotal.WithLabelValues("dropped").Inc()
 	}
+}
+
+// Counters and observers of the usual label values, looked up once: finding
+// one by its labels hashes them on every request. Other values (which a
+// Record of nsprov's handlers does not carry) are looked up every time.
+var (
+	requestCounters   [2][2][3]atomic.Pointer[prometheus.Counter]
+	durationObservers [2]atomic.Pointer[prometheus.Observer]
+)
+
+func webhookIndex(webhook string) int {
+	switch webhook {
+	case "mutate":
+		return 0
+	case "validate":
+		return 1
+	}
+	return -1
+}
+
+func requestsCounter(webhook, operation, result string) prometheus.Counter {
+	w, o, r := webhookIndex(webhook), -1, -1
+	switch operation {
+	case "CREATE":
+		o = 0
+	case "UPDATE":
+		o = 1
+	}
+	switch result {
+	case "allowed":
+		r = 0
+	case "denied":
+		r = 1
+	case "error":
+		r = 2
+	}
+	if w < 0 || o < 0 || r < 0 {
+		return requestsTotal.WithLabelValues(webhook, operation, result)
+	}
+	slot := &requestCounters[w][o][r]
+	if c := slot.Load(); c != nil {
+		return *c
+	}
+	c := requestsTotal.WithLabelValues(webhook, operation, result)
+	slot.Store(&c)
+	return c
+}
+
+func durationObserver(webhook string) prometheus.Observer {
+	w := webhookIndex(webhook)
+	if w < 0 {
+		return durationSeconds.WithLabelValues(webhook)
+	}
+	slot := &durationObservers[w]
+	if o := slot.Load(); o != nil {
+		return *o
+	}
+	o := durationSeconds.WithLabelValues(webhook)
+	slot.Store(&o)
+	return o
 }
 
 // maxNote is the longest note events.k8s.io accepts (1 KiB).
@@ -245,30 +305,6 @@ func byRule(violations []policy.Violation) ([]string, map[string]string) {
 	return rules, out
 }
 
-// decisionLine is one line of the decision log.
-type decisionLine struct {
-	Time       string             `json:"time"`
-	Msg        string             `json:"msg"`
-	Webhook    string             `json:"webhook"`
-	UID        string             `json:"uid"`
-	Operation  string             `json:"operation"`
-	Namespace  string             `json:"namespace"`
-	User       string             `json:"user"`
-	Groups     []string           `json:"groups"`
-	Allowed    bool               `json:"allowed"`
-	Violations []policy.Violation `json:"violations"`
-	// OmittedViolations counts the violations not listed (see
-	// admission.MaxRecordedViolations).
-	OmittedViolations int      `json:"omittedViolations,omitempty"`
-	Warnings          []string `json:"warnings"`
-	Patches           int      `json:"patches,omitempty"`
-	DryRun            bool     `json:"dryRun"`
-	PolicyRevision    string   `json:"policyRevision"`
-	LatencySeconds    float64  `json:"latencySeconds"`
-	Error             string   `json:"error,omitempty"`
-	ClientVerified    bool     `json:"clientVerified"`
-}
-
 // DecisionLogMessage is the msg of every decision log line.
 const DecisionLogMessage = "admission decision"
 
@@ -280,34 +316,17 @@ func (s *Sink) log(ctx context.Context, r *admission.Record) {
 	if r.Err != nil {
 		logr.FromContextOrDiscard(ctx).Error(r.Err, "admission request failed", "webhook", r.Webhook, "uid", r.UID, "namespace", r.Namespace)
 	}
-	line := decisionLine{
-		Time: r.Time.UTC().Format(time.RFC3339Nano), Msg: DecisionLogMessage, Webhook: r.Webhook, UID: r.UID,
-		Operation: r.Operation, Namespace: r.Namespace, User: r.Username, Groups: r.Groups, Allowed: r.Allowed,
-		Violations: r.Violations, OmittedViolations: r.OmittedViolations, Warnings: r.Warnings, Patches: r.Patches, DryRun: r.DryRun,
-		PolicyRevision: r.Revision, LatencySeconds: r.Latency.Seconds(), ClientVerified: r.ClientVerified,
-	}
-	if line.Groups == nil {
-		line.Groups = []string{}
-	}
-	if line.Violations == nil {
-		line.Violations = []policy.Violation{}
-	}
-	if line.Warnings == nil {
-		line.Warnings = []string{}
-	}
-	if r.Err != nil {
-		line.Error = truncate(r.Err.Error(), maxMessage)
-	}
-	b, err := json.Marshal(line)
-	if err != nil {
-		return // the fields are strings, numbers and booleans
-	}
-	b = append(b, '\n')
+	bp := lineBuffers.Get().(*[]byte)
+	b := append(appendDecisionLine((*bp)[:0], r), '\n')
 	s.logMu.Lock()
-	_, err = s.o.DecisionLog.Write(b)
+	_, err := s.o.DecisionLog.Write(b)
 	failedBefore := s.logFailed
 	s.logFailed = err != nil
 	s.logMu.Unlock()
+	if cap(b) <= maxDecisionLine {
+		*bp = b
+		lineBuffers.Put(bp)
+	}
 	if err != nil && !failedBefore {
 		s.o.Logger.Error(err, "cannot write the decision log; decisions are still counted in the metrics")
 	}

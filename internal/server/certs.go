@@ -275,8 +275,10 @@ type clientVerifiedKey struct{}
 // them (verifying) and the caller presented one.
 func withClientVerified(verifying bool) func(context.Context, *http.Request) context.Context {
 	return func(ctx context.Context, r *http.Request) context.Context {
-		ok := verifying && r.TLS != nil && len(r.TLS.PeerCertificates) > 0
-		return context.WithValue(ctx, clientVerifiedKey{}, ok)
+		if !verifying || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			return ctx // no value reads as not verified
+		}
+		return context.WithValue(ctx, clientVerifiedKey{}, true)
 	}
 }
 

@@ -197,8 +197,10 @@ func (everyReplica) NeedLeaderElection() bool          { return false }
 // them: verifying).
 func registerWebhooks(server webhook.Server, store *policy.Store, rec admission.Recorder, verifying bool) {
 	rec = markingRecorder{next: rec}
-	mutate := &webhook.Admission{Handler: &admission.Mutator{Policies: store, Recorder: rec}, WithContextFunc: withClientVerified(verifying)}
-	validate := &webhook.Admission{Handler: &admission.Validator{Policies: store, Recorder: rec}, WithContextFunc: withClientVerified(verifying)}
+	// The per-request logger adds the request's values only when a line is
+	// written (controller-runtime's default adds them to every request).
+	mutate := &webhook.Admission{Handler: &admission.Mutator{Policies: store, Recorder: rec}, WithContextFunc: withClientVerified(verifying), LogConstructor: admission.RequestLogger}
+	validate := &webhook.Admission{Handler: &admission.Validator{Policies: store, Recorder: rec}, WithContextFunc: withClientVerified(verifying), LogConstructor: admission.RequestLogger}
 	server.Register(admission.MutatePath, mutate.WithRecoverPanic(true))
 	server.Register(admission.ValidatePath, validate.WithRecoverPanic(true))
 }
