@@ -85,6 +85,13 @@ type frame struct {
 // call runs a function with its arguments and returns its value, nil when
 // undefined.
 func (m *machine) call(fn *irFunc, args []*ast.Term) (*ast.Term, error) {
+	if fn.fixed != nil && args[1] == m.prog.data {
+		// A rule of data alone, called on the program's data (static.go).
+		if fn.fixed == undefinedMemo {
+			return nil, nil
+		}
+		return fn.fixed, nil
+	}
 	if fn.memo && len(m.memo) > fn.index && fn.index >= 0 {
 		if v := m.memo[fn.index]; v != nil {
 			if v == undefinedMemo {

@@ -45,6 +45,10 @@ type irFunc struct {
 	// relation: the builtin has many outputs (walk); the plan expects them
 	// as one array.
 	relation bool
+	// fixed is the value of a rule of data alone on the program's data
+	// (undefinedMemo when undefined), evaluated once (see static.go); nil
+	// for every other function.
+	fixed *ast.Term
 }
 
 type funcTree struct {
@@ -93,6 +97,7 @@ func New(pol *ir.Policy, data ast.Value) (*Program, error) {
 		}
 		fn.nlocals = highest + 1
 	}
+	p.findStatic()
 	p.pool.New = func() any { return &machine{} }
 	return p, nil
 }
