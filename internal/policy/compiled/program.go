@@ -96,6 +96,7 @@ func New(pol *ir.Policy, data ast.Value) (*Program, error) {
 			highest = max(highest, m)
 		}
 		fn.nlocals = highest + 1
+		p.foldDataPaths(fn)
 	}
 	p.findStatic()
 	p.pool.New = func() any { return &machine{} }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
@@ -26,7 +27,14 @@ count_of(s) := count(s)
 
 wanted := input.tier
 
-known if catalogue[wanted]
+known := true if {
+	catalogue[wanted]
+} else := false
+
+# direct reads data at a constant path, then at a key of input.
+direct := data.config.tiers[input.tier].cpu if {
+	data.config.tiers[input.tier]
+} else := 0
 `
 
 // compileStatic plans query on staticModule and data.
@@ -57,11 +65,12 @@ func tiersData(names ...string) map[string]any {
 
 // TestRulesOfDataAreEvaluatedOnce: a rule that reads data alone is
 // evaluated when the program is prepared and keeps that value on every
-// evaluation; a rule that reads input is not; a program prepared on other
-// data (a bundle change) has the other data's value; `with data` and `with
-// input` give the values topdown gives.
+// evaluation; a rule that reads input is not, but its reads of data at a
+// constant path are folded; a program prepared on other data (a bundle
+// change) has the other data's values; `with data` and `with input` give the
+// values topdown gives.
 func TestRulesOfDataAreEvaluatedOnce(t *testing.T) {
-	const query = `size = data.t.size; names = data.t.names; n = data.t.names_count; known = data.t.known`
+	const query = `size = data.t.size; names = data.t.names; n = data.t.names_count; known = data.t.known; direct = data.t.direct`
 	p := compileStatic(t, tiersData("small", "large"), query)
 	fixed := map[string]bool{}
 	for _, fn := range p.funcs {
@@ -88,21 +97,48 @@ func TestRulesOfDataAreEvaluatedOnce(t *testing.T) {
 			}
 		}
 	}
-	check(p, `{"tier": "small"}`, `{"size": 2, "names": {"small", "large"}, "n": 2, "known": true}`)
+	check(p, `{"tier": "small"}`, `{"size": 2, "names": {"small", "large"}, "n": 2, "known": true, "direct": 1}`)
+	check(p, `{"tier": "huge"}`, `{"size": 2, "names": {"small", "large"}, "n": 2, "known": false, "direct": 0}`)
 
 	// A bundle change makes a new program, with the new data's values.
 	check(compileStatic(t, tiersData("micro", "small", "medium"), query), `{"tier": "medium"}`,
-		`{"size": 3, "names": {"micro", "small", "medium"}, "n": 3, "known": true}`)
+		`{"size": 3, "names": {"micro", "small", "medium"}, "n": 3, "known": true, "direct": 1}`)
 
 	// with data replaces what the rules of data read; with input leaves
 	// them alone.
-	check(compileStatic(t, tiersData("small", "large"), `size = data.t.size with data.config.tiers as {"x": {}}; names = data.t.names with data.config.tiers as {"x": {}}; n = data.t.names_count with data.config.tiers as {"x": {}}; known = data.t.known with data.config.tiers as {"x": {}}`),
-		`{"tier": "x"}`, `{"size": 1, "names": {"x"}, "n": 1, "known": true}`)
+	check(compileStatic(t, tiersData("small", "large"), `size = data.t.size with data.config.tiers as {"x": {}}; names = data.t.names with data.config.tiers as {"x": {}}; n = data.t.names_count with data.config.tiers as {"x": {}}; known = data.t.known with data.config.tiers as {"x": {}}; direct = data.t.direct with data.config.tiers as {"x": {"cpu": 7}}`),
+		`{"tier": "x"}`, `{"size": 1, "names": {"x"}, "n": 1, "known": true, "direct": 7}`)
 	check(compileStatic(t, tiersData("small", "large"), `size = data.t.size with input as {}; names = data.t.names; n = data.t.names_count; known = data.t.known with input.tier as "large"`),
 		`{"tier": "x"}`, `{"size": 2, "names": {"small", "large"}, "n": 2, "known": true}`)
 	// After a with, the program's values again.
-	check(compileStatic(t, tiersData("small", "large"), `size1 = data.t.size with data.config.tiers as {}; size = data.t.size; names = data.t.names; n = data.t.names_count; known = data.t.known`),
-		`{"tier": "large"}`, `{"size1": 0, "size": 2, "names": {"small", "large"}, "n": 2, "known": true}`)
+	check(compileStatic(t, tiersData("small", "large"), `size1 = data.t.size with data.config.tiers as {}; d1 = data.t.direct with data.config.tiers.large as {"cpu": 9}; size = data.t.size; names = data.t.names; n = data.t.names_count; known = data.t.known; direct = data.t.direct`),
+		`{"tier": "large"}`, `{"size1": 0, "d1": 9, "size": 2, "names": {"small", "large"}, "n": 2, "known": true, "direct": 1}`)
+
+	// direct reads data.config.tiers as a constant, found when the program
+	// was prepared.
+	folded := 0
+	var walk func(b *ir.Block)
+	walk = func(b *ir.Block) {
+		for _, s := range b.Stmts {
+			if _, ok := s.(*dataDotStmt); ok {
+				folded++
+			}
+			u, _ := usesOf(s)
+			for _, inner := range u.blocks {
+				walk(inner)
+			}
+		}
+	}
+	for _, fn := range p.funcs {
+		if fn.name == "g0.data.t.direct" {
+			for _, b := range fn.blocks {
+				walk(b)
+			}
+		}
+	}
+	if folded == 0 {
+		t.Error("no read of data.config.tiers in data.t.direct was folded")
+	}
 }
 
 // TestRulesOfDataThatFailAreNotFixed: a rule of data alone whose evaluation

@@ -104,6 +104,16 @@ func (m *machine) step(f *frame, s ir.Stmt) (bool, error) {
 			return false, nil
 		}
 		f.locals[s.Target] = v
+	case *dataDotStmt:
+		v := s.value
+		if f.locals[s.data] != m.prog.data {
+			// Under a with of data: read the replaced document.
+			v = dot(m.operand(f, s.Source), m.operand(f, s.Key))
+		}
+		if v == nil {
+			return false, nil
+		}
+		f.locals[s.Target] = v
 	case *ir.AssignVarStmt:
 		f.locals[s.Target] = m.operand(f, s.Source)
 	case *ir.AssignVarOnceStmt:
@@ -174,6 +184,14 @@ func (m *machine) collection(f *frame, s ir.Stmt) error {
 		f.locals[s.Target] = m.terms.Term(ast.NewSet())
 	case *ir.MakeArrayStmt:
 		f.locals[s.Target] = m.terms.Term(ast.NewArrayWithCapacity(int(s.Capacity)))
+	case *arrayStmt:
+		elems := make([]*ast.Term, len(s.Values))
+		for i, o := range s.Values {
+			if elems[i] = m.operand(f, o); elems[i] == nil {
+				return fmt.Errorf("internal error: array append of an undefined value")
+			}
+		}
+		f.locals[s.Target] = m.terms.Term(ast.NewArray(elems...))
 	case *ir.ObjectInsertStmt:
 		obj, err := m.mutableObject(f, s.Object)
 		if err != nil {
