@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/nsprov/nsprov/internal/policy/compiled"
 )
 
 // Mutation is what the policy sets on a Namespace: a nil value removes the key.
@@ -65,6 +67,10 @@ type query struct {
 // first evaluates the query on input and returns its first result, an object
 // of the query's variables; nil when it has none.
 func (q *query) first(ctx context.Context, input ast.Value) (ast.Object, error) {
+	if p, ok := q.eval.(*compiled.Program); ok {
+		// Without a callback to allocate.
+		return p.First(ctx, input)
+	}
 	var first ast.Object
 	err := q.eval.Eval(ctx, input, func(o ast.Object) bool {
 		first = o

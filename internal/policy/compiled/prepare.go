@@ -201,6 +201,8 @@ func usesOf(s ir.Stmt) (uses, error) {
 		return locals(s.Target), nil
 	case *dataDotStmt:
 		return locals(s.Target, s.data).and(operands(s.Source, s.Key)), nil
+	case *objectStmt:
+		return locals(s.Target).and(operands(s.Values...)), nil
 	case *arrayStmt:
 		return locals(s.Target).and(operands(s.Values...)), nil
 	}
