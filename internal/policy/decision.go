@@ -1,9 +1,10 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -196,11 +197,8 @@ func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error
 		if err != nil {
 			return nil, err
 		}
-		sort.Slice(v.Violations, func(i, j int) bool {
-			if v.Violations[i].Rule != v.Violations[j].Rule {
-				return v.Violations[i].Rule < v.Violations[j].Rule
-			}
-			return v.Violations[i].Message < v.Violations[j].Message
+		slices.SortFunc(v.Violations, func(a, b Violation) int {
+			return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Message, b.Message))
 		})
 	}
 	if warn, ok := collection(get(qr, varWarn)); ok {
