@@ -1,12 +1,15 @@
 package policy
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/nsprov/nsprov/internal/policy/compiled"
 )
 
 // Mutation is what the policy sets on a Namespace: a nil value removes the key.
@@ -65,6 +68,10 @@ type query struct {
 // first evaluates the query on input and returns its first result, an object
 // of the query's variables; nil when it has none.
 func (q *query) first(ctx context.Context, input ast.Value) (ast.Object, error) {
+	if p, ok := q.eval.(*compiled.Program); ok {
+		// Without a callback to allocate.
+		return p.First(ctx, input)
+	}
 	var first ast.Object
 	err := q.eval.Eval(ctx, input, func(o ast.Object) bool {
 		first = o
@@ -190,11 +197,8 @@ func (b *Bundle) validate(ctx context.Context, req *Request) (*Validation, error
 		if err != nil {
 			return nil, err
 		}
-		sort.Slice(v.Violations, func(i, j int) bool {
-			if v.Violations[i].Rule != v.Violations[j].Rule {
-				return v.Violations[i].Rule < v.Violations[j].Rule
-			}
-			return v.Violations[i].Message < v.Violations[j].Message
+		slices.SortFunc(v.Violations, func(a, b Violation) int {
+			return cmp.Or(cmp.Compare(a.Rule, b.Rule), cmp.Compare(a.Message, b.Message))
 		})
 	}
 	if warn, ok := collection(get(qr, varWarn)); ok {

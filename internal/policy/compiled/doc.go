@@ -24,10 +24,19 @@
 //   - functions of input and data alone (complete and partial rules) are
 //     memoized for one evaluation, and a `with` evaluates under fresh memos.
 //
+// Work that depends on the bundle alone is done once, when a Program is
+// prepared: rules that read data and never input are evaluated then, and
+// reads of data at a constant path (data.config.tiers) are looked up then;
+// an evaluation takes those values as long as its data is the program's
+// own, that is, everywhere but under a `with data...`. Literal collections
+// are built then too, and literals with values of the evaluation are made in
+// one step rather than by one append or insert each.
+//
 // The package is split by concern: plan.go gets the plan from OPA;
 // program.go makes a Program of it and runs it; prepare.go checks its
 // statements and resolves calls and constants once; fold.go folds literal
-// collections into constants; machine.go holds the state of one evaluation
+// collections into constants; static.go evaluates the rules of data alone
+// and datafold.go the reads of data; machine.go holds the state of one evaluation
 // and calls functions; stmt.go runs statements, scan.go loops and `with`,
 // builtin.go builtin and dynamic calls; arena.go allocates terms.
 package compiled

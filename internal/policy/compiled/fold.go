@@ -73,6 +73,16 @@ func (p *Program) foldConstants(fn *irFunc) {
 				i += n
 				continue
 			}
+			if a, n, ok := arrayLiteral(s, b.Stmts[i+1:]); ok && n == mutations[a.Target] {
+				out = append(out, a)
+				i += n
+				continue
+			}
+			if o, n, ok := objectLiteral(s, b.Stmts[i+1:], constant); ok && n > 0 && n == mutations[o.Target] {
+				out = append(out, o)
+				i += n
+				continue
+			}
 			out = append(out, s)
 		}
 		b.Stmts = out
@@ -141,4 +151,70 @@ func (p *Program) literal(s ir.Stmt, rest []ir.Stmt, constant func(ir.Operand) (
 		n++
 	}
 	return target, value, n, true
+}
+
+// arrayStmt makes an array of the values of its operands in one step: an
+// array literal with values known only when the plan runs (["a", x]), which
+// the planner makes with a Make statement and one append per element, each
+// of which would allocate the array anew.
+type arrayStmt struct {
+	Target ir.Local
+	Values []ir.Operand
+	ir.Location
+}
+
+// arrayLiteral recognises an array made with a Make statement followed by
+// appends into its local; it returns the array statement and how many
+// statements after the Make statement build it.
+func arrayLiteral(s ir.Stmt, rest []ir.Stmt) (*arrayStmt, int, bool) {
+	mk, ok := s.(*ir.MakeArrayStmt)
+	if !ok {
+		return nil, 0, false
+	}
+	a := &arrayStmt{Target: mk.Target, Location: mk.Location}
+	for _, r := range rest {
+		app, ok := r.(*ir.ArrayAppendStmt)
+		if !ok || app.Array != mk.Target {
+			break
+		}
+		a.Values = append(a.Values, app.Value)
+	}
+	return a, len(a.Values), true
+}
+
+// objectStmt makes an object of constant, distinct keys and the values of
+// its operands in one step: an object literal with values known only when
+// the plan runs ({"rule": "x", "message": msg}), which the planner makes with
+// a Make statement and one insert per key.
+type objectStmt struct {
+	Target ir.Local
+	Keys   []*ast.Term
+	Values []ir.Operand
+	ir.Location
+}
+
+// objectLiteral recognises an object made with a Make statement followed by
+// inserts of constant, distinct keys into its local; it returns the object
+// statement and how many statements after the Make statement build it.
+func objectLiteral(s ir.Stmt, rest []ir.Stmt, constant func(ir.Operand) (*ast.Term, bool)) (*objectStmt, int, bool) {
+	mk, ok := s.(*ir.MakeObjectStmt)
+	if !ok {
+		return nil, 0, false
+	}
+	o := &objectStmt{Target: mk.Target, Location: mk.Location}
+	seen := ast.NewSet()
+	for _, r := range rest {
+		ins, ok := r.(*ir.ObjectInsertStmt)
+		if !ok || ins.Object != mk.Target {
+			break
+		}
+		k, ok := constant(ins.Key)
+		if !ok || seen.Contains(k) {
+			break
+		}
+		seen.Add(k)
+		o.Keys = append(o.Keys, k)
+		o.Values = append(o.Values, ins.Value)
+	}
+	return o, len(o.Keys), true
 }

@@ -17,13 +17,15 @@ var (
 type machine struct {
 	ctx     context.Context
 	prog    *Program
-	result  func(ast.Object) bool // the caller's yield
+	result  func(ast.Object) bool // the caller's yield; nil: keep the first result
+	first   ast.Object            // the first result, when result is nil
 	more    bool                  // yield asked for more results
 	stack   []*ast.Term
-	memo    []*ast.Term // per function: nil when not yet evaluated
-	args    []*ast.Term // a builtin's operands
-	fargs   []*ast.Term // a function's arguments, copied into its frame on entry
-	frames  []*frame    // by call depth
+	memo    []*ast.Term    // per function: nil when not yet evaluated
+	args    []*ast.Term    // a builtin's operands
+	fargs   []*ast.Term    // a function's arguments, copied into its frame on entry
+	items   [][2]*ast.Term // an object literal's items (objectStmt)
+	frames  []*frame       // by call depth
 	depth   int
 	out     *ast.Term
 	capture func(*ast.Term) error
@@ -66,7 +68,7 @@ func (m *machine) release() {
 	clear(m.args[:cap(m.args)])
 	clear(m.fargs[:cap(m.fargs)])
 	clear(m.cache)
-	m.ctx, m.result, m.out, m.now = nil, nil, nil, nil
+	m.ctx, m.result, m.first, m.out, m.now = nil, nil, nil, nil, nil
 	m.terms = TermArena{}
 }
 
@@ -85,6 +87,13 @@ type frame struct {
 // call runs a function with its arguments and returns its value, nil when
 // undefined.
 func (m *machine) call(fn *irFunc, args []*ast.Term) (*ast.Term, error) {
+	if fn.fixed != nil && args[1] == m.prog.data {
+		// A rule of data alone, called on the program's data (static.go).
+		if fn.fixed == undefinedMemo {
+			return nil, nil
+		}
+		return fn.fixed, nil
+	}
 	if fn.memo && len(m.memo) > fn.index && fn.index >= 0 {
 		if v := m.memo[fn.index]; v != nil {
 			if v == undefinedMemo {

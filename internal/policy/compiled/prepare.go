@@ -199,6 +199,12 @@ func usesOf(s ir.Stmt) (uses, error) {
 		return locals(s.Value), nil
 	case *constStmt:
 		return locals(s.Target), nil
+	case *dataDotStmt:
+		return locals(s.Target, s.data).and(operands(s.Source, s.Key)), nil
+	case *objectStmt:
+		return locals(s.Target).and(operands(s.Values...)), nil
+	case *arrayStmt:
+		return locals(s.Target).and(operands(s.Values...)), nil
 	}
 	return uses{}, fmt.Errorf("statement %T is not supported", s)
 }

@@ -45,6 +45,10 @@ type irFunc struct {
 	// relation: the builtin has many outputs (walk); the plan expects them
 	// as one array.
 	relation bool
+	// fixed is the value of a rule of data alone on the program's data
+	// (undefinedMemo when undefined), evaluated once (see static.go); nil
+	// for every other function.
+	fixed *ast.Term
 }
 
 type funcTree struct {
@@ -92,7 +96,9 @@ func New(pol *ir.Policy, data ast.Value) (*Program, error) {
 			highest = max(highest, m)
 		}
 		fn.nlocals = highest + 1
+		p.foldDataPaths(fn)
 	}
+	p.findStatic()
 	p.pool.New = func() any { return &machine{} }
 	return p, nil
 }
@@ -127,9 +133,21 @@ func (p *Program) SetStrictBuiltinErrors(strict bool) { p.strict = strict }
 // result, an object from the query's variable names to their values, until
 // yield returns false; the evaluation itself runs to its end, so an error
 // after the first result still fails it, as it does in topdown.
-func (p *Program) Eval(ctx context.Context, input ast.Value, yield func(ast.Object) bool) (err error) {
+func (p *Program) Eval(ctx context.Context, input ast.Value, yield func(ast.Object) bool) error {
+	_, err := p.run(ctx, input, yield)
+	return err
+}
+
+// First runs the plan on input (nil: no input) and returns its first result,
+// nil when it has none. As with Eval, the evaluation runs to its end.
+func (p *Program) First(ctx context.Context, input ast.Value) (ast.Object, error) {
+	return p.run(ctx, input, nil)
+}
+
+// run evaluates the plan; with a nil yield it returns the first result.
+func (p *Program) run(ctx context.Context, input ast.Value, yield func(ast.Object) bool) (first ast.Object, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	m := p.pool.Get().(*machine)
 	defer func() {
@@ -137,7 +155,7 @@ func (p *Program) Eval(ctx context.Context, input ast.Value, yield func(ast.Obje
 		// gets an error, the webhook keeps serving, and the machine, whose
 		// state is unknown, is dropped.
 		if r := recover(); r != nil {
-			err = fmt.Errorf("compiled evaluation failed: %v; run nsprov with --policy-evaluator topdown and report the policy", r)
+			first, err = nil, fmt.Errorf("compiled evaluation failed: %v; run nsprov with --policy-evaluator topdown and report the policy", r)
 			return
 		}
 		p.pool.Put(m)
@@ -145,10 +163,14 @@ func (p *Program) Eval(ctx context.Context, input ast.Value, yield func(ast.Obje
 	m.reset(ctx, p, yield)
 	var in *ast.Term
 	if input != nil {
-		in = ast.NewTerm(input)
+		in = m.terms.Term(input)
 	}
 	m.fargs = append(m.fargs[:0], in, p.data)
 	_, err = m.call(p.plan, m.fargs)
+	first = m.first
 	m.release()
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return first, nil
 }

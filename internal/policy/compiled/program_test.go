@@ -111,3 +111,58 @@ func TestCompiledEvaluationRecoversFromPanics(t *testing.T) {
 		t.Fatalf("after the panic: %v, %v", res, err)
 	}
 }
+
+// TestLiteralsOfValuesAreMadeInOneStep: an array and an object literal whose
+// values are known only when the plan runs are made in one statement each,
+// with the values of that evaluation, and First returns the first result.
+func TestLiteralsOfValuesAreMadeInOneStep(t *testing.T) {
+	str := func(i int) ir.Operand { return ir.Operand{Value: ir.StringIndex(i)} }
+	local := func(l int) ir.Operand { return ir.Operand{Value: ir.Local(l)} }
+	pol := &ir.Policy{
+		Static: &ir.Static{Strings: []*ir.StringConst{{Value: "a"}, {Value: "x"}, {Value: "y"}}},
+		Plans: &ir.Plans{Plans: []*ir.Plan{{Name: "eval", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
+			&ir.DotStmt{Source: local(0), Key: str(0), Target: 2},
+			&ir.MakeArrayStmt{Capacity: 2, Target: 3},
+			&ir.ArrayAppendStmt{Value: local(2), Array: 3},
+			&ir.ArrayAppendStmt{Value: str(0), Array: 3},
+			&ir.MakeObjectStmt{Target: 4},
+			&ir.ObjectInsertStmt{Key: str(1), Value: local(3), Object: 4},
+			&ir.ObjectInsertStmt{Key: str(2), Value: local(2), Object: 4},
+			&ir.ResultSetAddStmt{Value: 4},
+		}}}}}},
+		Funcs: &ir.Funcs{},
+	}
+	p, err := New(pol, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, s := range p.plan.blocks[0].Stmts {
+		switch s.(type) {
+		case *arrayStmt:
+			kinds = append(kinds, "array")
+		case *objectStmt:
+			kinds = append(kinds, "object")
+		}
+	}
+	if strings.Join(kinds, ",") != "array,object" {
+		t.Fatalf("literals made as %v, want one array and one object statement", kinds)
+	}
+	for _, in := range []string{`{"a": 1}`, `{"a": "z"}`} {
+		res, err := p.First(context.Background(), ast.MustParseTerm(in).Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := ast.MustParseTerm(in).Value.(ast.Object).Get(ast.StringTerm("a"))
+		want := ast.NewObject(
+			ast.Item(ast.StringTerm("x"), ast.ArrayTerm(v, ast.StringTerm("a"))),
+			ast.Item(ast.StringTerm("y"), v),
+		)
+		if res == nil || res.Compare(want) != 0 {
+			t.Fatalf("input %s: %v, want %v", in, res, want)
+		}
+	}
+	if res, err := p.First(context.Background(), ast.MustParseTerm(`{"b": 1}`).Value); err != nil || res != nil {
+		t.Fatalf("without input.a: %v, %v; want no result", res, err)
+	}
+}

@@ -104,6 +104,16 @@ func (m *machine) step(f *frame, s ir.Stmt) (bool, error) {
 			return false, nil
 		}
 		f.locals[s.Target] = v
+	case *dataDotStmt:
+		v := s.value
+		if f.locals[s.data] != m.prog.data {
+			// Under a with of data: read the replaced document.
+			v = dot(m.operand(f, s.Source), m.operand(f, s.Key))
+		}
+		if v == nil {
+			return false, nil
+		}
+		f.locals[s.Target] = v
 	case *ir.AssignVarStmt:
 		f.locals[s.Target] = m.operand(f, s.Source)
 	case *ir.AssignVarOnceStmt:
@@ -155,7 +165,12 @@ func (m *machine) step(f *frame, s ir.Stmt) (bool, error) {
 		// enough, the evaluation runs to its end without reporting more.
 		if t := f.locals[s.Value]; t != nil && m.more {
 			if obj, ok := t.Value.(ast.Object); ok {
-				m.more = m.result(obj)
+				if m.result == nil {
+					// First: the first result is the answer.
+					m.first, m.more = obj, false
+				} else {
+					m.more = m.result(obj)
+				}
 			}
 		}
 	case *ir.NopStmt:
@@ -174,6 +189,26 @@ func (m *machine) collection(f *frame, s ir.Stmt) error {
 		f.locals[s.Target] = m.terms.Term(ast.NewSet())
 	case *ir.MakeArrayStmt:
 		f.locals[s.Target] = m.terms.Term(ast.NewArrayWithCapacity(int(s.Capacity)))
+	case *objectStmt:
+		items := m.items[:0]
+		for i, o := range s.Values {
+			v := m.operand(f, o)
+			if v == nil {
+				return fmt.Errorf("internal error: object insert of an undefined value")
+			}
+			items = append(items, [2]*ast.Term{s.Keys[i], v})
+		}
+		f.locals[s.Target] = m.terms.Term(ast.NewObject(items...))
+		clear(items)
+		m.items = items[:0]
+	case *arrayStmt:
+		elems := make([]*ast.Term, len(s.Values))
+		for i, o := range s.Values {
+			if elems[i] = m.operand(f, o); elems[i] == nil {
+				return fmt.Errorf("internal error: array append of an undefined value")
+			}
+		}
+		f.locals[s.Target] = m.terms.Term(ast.NewArray(elems...))
 	case *ir.ObjectInsertStmt:
 		obj, err := m.mutableObject(f, s.Object)
 		if err != nil {
