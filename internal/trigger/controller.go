@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
@@ -69,6 +70,54 @@ type Reconciler struct {
 	// APIReader reads from the API server, past the cache (default: the
 	// manager's).
 	APIReader client.Reader
+
+	created createdRecently
+}
+
+// createdGrace is how long a Workflow this replica created is taken to
+// exist while the cache has not seen it yet.
+const createdGrace = time.Minute
+
+// createdRecently remembers the Workflows a replica created in the last
+// createdGrace that its cache has not shown yet.
+type createdRecently struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// add records that Workflow name was created at now, and forgets the ones
+// created longer than createdGrace ago.
+func (c *createdRecently) add(name string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[string]time.Time{}
+	}
+	for n, at := range c.at {
+		if now.Sub(at) > createdGrace {
+			delete(c.at, n)
+		}
+	}
+	c.at[name] = now
+}
+
+// wait is how much of its grace a recently created Workflow name has left
+// (0: none, or not created recently).
+func (c *createdRecently) wait(name string, now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.at[name]
+	if !ok {
+		return 0
+	}
+	return max(at.Add(createdGrace).Sub(now), 0)
+}
+
+// seen forgets name: the cache has it.
+func (c *createdRecently) seen(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.at, name)
 }
 
 // SetupWithManager registers the controller: it watches requested Namespaces
@@ -286,6 +335,8 @@ func (r *Reconciler) reconcile(ctx context.Context, ns *corev1.Namespace) (ctrl.
 			wf = nil
 		} else if err != nil {
 			return ctrl.Result{}, false, fmt.Errorf("reading Workflow %s: %w", ref, err)
+		} else {
+			r.created.seen(name)
 		}
 	}
 	if cur != nil && cur.Reason == contract.ReasonCancelled {
@@ -312,7 +363,13 @@ func (r *Reconciler) reconcile(ctx context.Context, ns *corev1.Namespace) (ctrl.
 			return r.start(ctx, ns, plan, key, 1, false)
 		}
 		// Not in the cache: just created (the cache lags behind the
-		// annotation that names it), or deleted before it finished.
+		// annotation that names it), or deleted before it finished. One
+		// this replica just created is in the cache soon, and its event
+		// reconciles the namespace again: no need to ask the API server,
+		// unless that takes longer than the grace.
+		if wait := r.created.wait(name, time.Now()); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, false, nil
+		}
 		wf = &wfv1.Workflow{}
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: r.Options.ArgoNamespace, Name: name}, wf); client.IgnoreNotFound(err) != nil {
 			return ctrl.Result{}, false, fmt.Errorf("reading Workflow %s: %w", ref, err)
@@ -390,6 +447,12 @@ func (r *Reconciler) start(ctx context.Context, ns *corev1.Namespace, plan *cont
 	wf := NewWorkflow(ns, plan, key, attempt, r.Options)
 	created := false
 	create := func() (string, error) {
+		// Already in the cache: created by an earlier reconcile (whose
+		// write the namespace's cached copy does not show yet) or another
+		// replica; no need to ask the API server to refuse it.
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(wf), &wfv1.Workflow{}); err == nil {
+			return "", nil
+		}
 		if err := r.Client.Create(ctx, wf); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				return "", nil
@@ -397,6 +460,7 @@ func (r *Reconciler) start(ctx context.Context, ns *corev1.Namespace, plan *cont
 			return "", fmt.Errorf("creating Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
 		}
 		created = true
+		r.created.add(wf.Name, time.Now())
 		return wf.Name, nil
 	}
 	var wait time.Duration
