@@ -169,6 +169,7 @@ func TestBurstOfNamespaces(t *testing.T) {
 	// slower than a quiet one.)
 	heapBefore := heapInUse()
 	before := requests.snapshot()
+	t.Logf("  heap in use before the controller starts: %.1f MiB", mib(heapBefore))
 	mc, err := metadata.NewForConfig(env.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +188,7 @@ func TestBurstOfNamespaces(t *testing.T) {
 		t.Logf("  after %s: %d of %d namespaces have their Workflow (%.1f/s), %.2f API requests per Workflow so far, heap in use %.1f MiB",
 			time.Since(start).Round(time.Second), have, n, float64(have)/time.Since(start).Seconds(), sent/float64(max(have, 1)), mib(heapInUse()))
 	}
+	progress(0)
 	created := waitForWorkflows(ctx, t, mc, n, 20*time.Minute+time.Duration(n)*100*time.Millisecond, progress).Sub(start)
 	recorded := envtest.Eventually(t, 10*time.Minute, "every namespace annotated with its Workflow", func() error {
 		return countNamespaces(ctx, env.Client, n, func(ns *corev1.Namespace) bool {
