@@ -72,6 +72,23 @@ type Reconciler struct {
 	APIReader client.Reader
 
 	created createdRecently
+	// written maps a namespace to the resourceVersion this replica last
+	// wrote over, until the cache shows a later one.
+	written sync.Map
+}
+
+// stale tells whether the cached ns is a version this replica has already
+// written over.
+func (r *Reconciler) stale(ns *corev1.Namespace) bool {
+	v, ok := r.written.Load(ns.Name)
+	if !ok {
+		return false
+	}
+	if v == ns.ResourceVersion {
+		return true
+	}
+	r.written.CompareAndDelete(ns.Name, v)
+	return false
 }
 
 // createdGrace is how long a Workflow this replica created is taken to
@@ -249,7 +266,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, req.NamespacedName, ns); err != nil {
 		r.Pacer.Forget(req.Name)
+		r.written.Delete(req.Name)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.stale(ns) {
+		// The cache still has the version this replica wrote over: the
+		// event of the write reconciles the namespace again. Acting on it
+		// would only meet a conflict (a Workflow's event often comes
+		// before its Namespace's).
+		return ctrl.Result{}, nil
 	}
 	if ns.DeletionTimestamp != nil {
 		r.Pacer.Forget(ns.Name)
@@ -649,6 +674,9 @@ func (r *Reconciler) write(ctx context.Context, ns *corev1.Namespace, wf *wfv1.W
 			return fmt.Errorf("setting condition %s=%s on %s: %w", contract.ConditionProvisioned, c.status, ns.Name, err)
 		}
 		return fmt.Errorf("annotating %s: %w", ns.Name, err)
+	}
+	if old.ResourceVersion != "" && old.ResourceVersion != ns.ResourceVersion {
+		r.written.Store(ns.Name, old.ResourceVersion)
 	}
 	if !transition {
 		return nil

@@ -3,6 +3,9 @@ package trigger
 import (
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // A Workflow this replica created is taken to exist for createdGrace, or
@@ -31,5 +34,27 @@ func TestCreatedRecently(t *testing.T) {
 				t.Errorf("wait = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// A cached Namespace that this replica has written over is stale until the
+// cache shows a later version.
+func TestStaleAfterWrite(t *testing.T) {
+	ns := func(rv string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a", ResourceVersion: rv}}
+	}
+	var r Reconciler
+	if r.stale(ns("1")) {
+		t.Fatal("stale before any write")
+	}
+	r.written.Store("a", "1") // wrote over version 1
+	if !r.stale(ns("1")) {
+		t.Error("version 1, written over, not stale")
+	}
+	if r.stale(ns("2")) {
+		t.Error("version 2, the write's, stale")
+	}
+	if r.stale(ns("1")) {
+		t.Error("stale again once the cache showed a later version")
 	}
 }
