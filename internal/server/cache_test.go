@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/nsprov/nsprov/internal/contract"
 )
@@ -101,8 +100,8 @@ func node(id string, typ wfv1.NodeType, phase wfv1.NodePhase, msg string, childr
 	}
 }
 
-// compactWorkflow keeps what the controller reads of a Workflow (metadata,
-// phase, message, progress, times, the template reference and shutdown, the
+// compactWorkflow keeps what the controller reads of a Workflow (metadata
+// but its annotations, phase, message, progress, times, the template reference and shutdown, the
 // failed nodes that name failed steps) and drops the rest.
 func TestCompactWorkflow(t *testing.T) {
 	for _, tc := range []struct {
@@ -149,7 +148,7 @@ func TestCompactWorkflow(t *testing.T) {
 			got := out.(*wfv1.Workflow)
 
 			wantMeta := orig.ObjectMeta
-			wantMeta.ManagedFields = nil
+			wantMeta.ManagedFields, wantMeta.Annotations = nil, nil
 			if !reflect.DeepEqual(got.ObjectMeta, wantMeta) {
 				t.Errorf("metadata:\n got %+v\nwant %+v", got.ObjectMeta, wantMeta)
 			}
@@ -239,7 +238,6 @@ func sameSet(a, b []string) bool {
 // nsprov and Argo's own controller wrote them in the burst measurement
 // (test/envtest/burst, NSPROV_BURST_FIXTURES refreshes them).
 func BenchmarkCacheHeap(b *testing.B) {
-	stripped := cache.TransformStripManagedFields()
 	for _, tc := range []struct {
 		name      string
 		file      string
@@ -247,7 +245,7 @@ func BenchmarkCacheHeap(b *testing.B) {
 		transform func(any) (any, error)
 	}{
 		{"namespace/whole", "provisioned-namespace.json", func() any { return &corev1.Namespace{} }, nil},
-		{"namespace/cached", "provisioned-namespace.json", func() any { return &corev1.Namespace{} }, stripped},
+		{"namespace/cached", "provisioned-namespace.json", func() any { return &corev1.Namespace{} }, compactObject},
 		{"workflow/whole", "provisioned-workflow.json", func() any { return &wfv1.Workflow{} }, nil},
 		{"workflow/cached", "provisioned-workflow.json", func() any { return &wfv1.Workflow{} }, compactWorkflow},
 	} {

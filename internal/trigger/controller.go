@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
@@ -69,6 +70,71 @@ type Reconciler struct {
 	// APIReader reads from the API server, past the cache (default: the
 	// manager's).
 	APIReader client.Reader
+
+	created createdRecently
+	// written maps a namespace to the resourceVersion this replica last
+	// wrote over, until the cache shows a later one.
+	written sync.Map
+}
+
+// stale tells whether the cached ns is a version this replica has already
+// written over.
+func (r *Reconciler) stale(ns *corev1.Namespace) bool {
+	v, ok := r.written.Load(ns.Name)
+	if !ok {
+		return false
+	}
+	if v == ns.ResourceVersion {
+		return true
+	}
+	r.written.CompareAndDelete(ns.Name, v)
+	return false
+}
+
+// createdGrace is how long a Workflow this replica created is taken to
+// exist while the cache has not seen it yet.
+const createdGrace = time.Minute
+
+// createdRecently remembers the Workflows a replica created in the last
+// createdGrace that its cache has not shown yet.
+type createdRecently struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+// add records that Workflow name was created at now, and forgets the ones
+// created longer than createdGrace ago.
+func (c *createdRecently) add(name string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[string]time.Time{}
+	}
+	for n, at := range c.at {
+		if now.Sub(at) > createdGrace {
+			delete(c.at, n)
+		}
+	}
+	c.at[name] = now
+}
+
+// wait is how much of its grace a recently created Workflow name has left
+// (0: none, or not created recently).
+func (c *createdRecently) wait(name string, now time.Time) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.at[name]
+	if !ok {
+		return 0
+	}
+	return max(at.Add(createdGrace).Sub(now), 0)
+}
+
+// seen forgets name: the cache has it.
+func (c *createdRecently) seen(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.at, name)
 }
 
 // SetupWithManager registers the controller: it watches requested Namespaces
@@ -200,7 +266,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	ns := &corev1.Namespace{}
 	if err := r.Client.Get(ctx, req.NamespacedName, ns); err != nil {
 		r.Pacer.Forget(req.Name)
+		r.written.Delete(req.Name)
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.stale(ns) {
+		// The cache still has the version this replica wrote over: the
+		// event of the write reconciles the namespace again. Acting on it
+		// would only meet a conflict (a Workflow's event often comes
+		// before its Namespace's).
+		return ctrl.Result{}, nil
 	}
 	if ns.DeletionTimestamp != nil {
 		r.Pacer.Forget(ns.Name)
@@ -286,6 +360,8 @@ func (r *Reconciler) reconcile(ctx context.Context, ns *corev1.Namespace) (ctrl.
 			wf = nil
 		} else if err != nil {
 			return ctrl.Result{}, false, fmt.Errorf("reading Workflow %s: %w", ref, err)
+		} else {
+			r.created.seen(name)
 		}
 	}
 	if cur != nil && cur.Reason == contract.ReasonCancelled {
@@ -312,7 +388,13 @@ func (r *Reconciler) reconcile(ctx context.Context, ns *corev1.Namespace) (ctrl.
 			return r.start(ctx, ns, plan, key, 1, false)
 		}
 		// Not in the cache: just created (the cache lags behind the
-		// annotation that names it), or deleted before it finished.
+		// annotation that names it), or deleted before it finished. One
+		// this replica just created is in the cache soon, and its event
+		// reconciles the namespace again: no need to ask the API server,
+		// unless that takes longer than the grace.
+		if wait := r.created.wait(name, time.Now()); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, false, nil
+		}
 		wf = &wfv1.Workflow{}
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: r.Options.ArgoNamespace, Name: name}, wf); client.IgnoreNotFound(err) != nil {
 			return ctrl.Result{}, false, fmt.Errorf("reading Workflow %s: %w", ref, err)
@@ -334,10 +416,9 @@ func (r *Reconciler) reconcile(ctx context.Context, ns *corev1.Namespace) (ctrl.
 		}
 		next := failedAt.Add(r.backoff(attempt))
 		msg = fmt.Sprintf("%s (attempt %d; next retry at %s)", msg, attempt, next.UTC().Format(time.RFC3339))
-		if err := r.setConditionAt(ctx, ns, wf, status, reason, msg, failedAt); err != nil {
-			return ctrl.Result{}, false, err
-		}
-		if err := r.syncProvisioning(ctx, ns, contract.ProvisioningFailed); err != nil {
+		if err := r.write(ctx, ns, wf, &condition{status, reason, msg, failedAt}, map[string]*string{
+			contract.ProvisioningAnnotation: ptr.To(contract.ProvisioningFailed),
+		}); err != nil {
 			return ctrl.Result{}, false, err
 		}
 		return r.retry(ctx, ns, plan, key, attempt, failedAt)
@@ -389,12 +470,14 @@ func (r *Reconciler) retry(ctx context.Context, ns *corev1.Namespace, plan *cont
 // Pacer gives it a turn; until then the namespace is Queued.
 func (r *Reconciler) start(ctx context.Context, ns *corev1.Namespace, plan *contract.Plan, key string, attempt int, retry bool) (ctrl.Result, bool, error) {
 	wf := NewWorkflow(ns, plan, key, attempt, r.Options)
-	running, err := r.running(ctx)
-	if err != nil {
-		return ctrl.Result{}, false, err
-	}
 	created := false
-	wait, err := r.Pacer.Start(ns.Name, retry, running, func() (string, error) {
+	create := func() (string, error) {
+		// Already in the cache: created by an earlier reconcile (whose
+		// write the namespace's cached copy does not show yet) or another
+		// replica; no need to ask the API server to refuse it.
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(wf), &wfv1.Workflow{}); err == nil {
+			return "", nil
+		}
 		if err := r.Client.Create(ctx, wf); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				return "", nil
@@ -402,10 +485,29 @@ func (r *Reconciler) start(ctx context.Context, ns *corev1.Namespace, plan *cont
 			return "", fmt.Errorf("creating Workflow %s/%s: %w", wf.Namespace, wf.Name, err)
 		}
 		created = true
+		r.created.add(wf.Name, time.Now())
 		return wf.Name, nil
-	})
-	if err != nil {
-		return ctrl.Result{}, false, err
+	}
+	var wait time.Duration
+	if r.Pacer.MaxRunning == 0 && r.Pacer.Limiter == nil {
+		// No bound to keep: the workers create at once, as many as run,
+		// without listing the running Workflows or queueing one behind
+		// another in the Pacer.
+		if _, err := create(); err != nil {
+			return ctrl.Result{}, false, err
+		}
+	} else {
+		var running []string
+		if r.Pacer.MaxRunning > 0 {
+			var err error
+			if running, err = r.running(ctx); err != nil {
+				return ctrl.Result{}, false, err
+			}
+		}
+		var err error
+		if wait, err = r.Pacer.Start(ns.Name, retry, running, create); err != nil {
+			return ctrl.Result{}, false, err
+		}
 	}
 	if wait > 0 {
 		msg := fmt.Sprintf("waiting for its turn: nsprov runs at most %d Workflows at once and starts at most %s a second", r.Pacer.MaxRunning, limitString(r.Pacer))
@@ -424,17 +526,14 @@ func (r *Reconciler) start(ctx context.Context, ns *corev1.Namespace, plan *cont
 				"started Workflow %s/%s", wf.Namespace, wf.Name)
 		}
 	}
-	// The condition first: once the annotation names a new Workflow, the
-	// condition already speaks of it, so no reader sees the new Workflow's
-	// name beside the previous Workflow's success.
+	// The condition and the annotations in one write: no reader sees the
+	// new Workflow's name beside the previous Workflow's success, and the
+	// namespace costs one write on the way to its Workflow.
 	_, reason, msg := conditionFor(wf)
 	if attempt > 1 {
 		msg = fmt.Sprintf("%s (attempt %d)", msg, attempt)
 	}
-	if err := r.setCondition(ctx, ns, wf, corev1.ConditionUnknown, reason, msg); err != nil {
-		return ctrl.Result{}, false, err
-	}
-	if err := r.annotate(ctx, ns, map[string]*string{
+	if err := r.write(ctx, ns, wf, &condition{corev1.ConditionUnknown, reason, msg, time.Now()}, map[string]*string{
 		contract.WorkflowAnnotation:        ptr.To(wf.Namespace + "/" + wf.Name),
 		contract.ProvisionedPlanAnnotation: ptr.To(key),
 		contract.ProvisioningAnnotation:    ptr.To(contract.ProvisioningPending),
@@ -478,10 +577,7 @@ func (r *Reconciler) cancel(ctx context.Context, ns *corev1.Namespace, wf *wfv1.
 		}
 		msg = fmt.Sprintf("nsprov.io/cancel cancelled the provisioning: Workflow %s/%s was stopped", wf.Namespace, wf.Name)
 	}
-	if err := r.setCondition(ctx, ns, wf, corev1.ConditionFalse, contract.ReasonCancelled, msg); err != nil {
-		return err
-	}
-	return r.annotate(ctx, ns, map[string]*string{
+	return r.write(ctx, ns, wf, &condition{corev1.ConditionFalse, contract.ReasonCancelled, msg, time.Now()}, map[string]*string{
 		contract.ProvisionedPlanAnnotation: ptr.To(key),
 		contract.ProvisioningAnnotation:    ptr.To(contract.ProvisioningCancelled),
 		contract.CancelAnnotation:          nil,
@@ -525,15 +621,13 @@ func (r *Reconciler) stopAll(ctx context.Context, ns *corev1.Namespace) error {
 }
 
 // report sets the condition, and the provisioning annotation when
-// provisioning is not nil.
+// provisioning is not nil, in one write.
 func (r *Reconciler) report(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string, provisioning *string) error {
-	if err := r.setCondition(ctx, ns, wf, status, reason, msg); err != nil {
-		return err
+	var set map[string]*string
+	if provisioning != nil {
+		set = map[string]*string{contract.ProvisioningAnnotation: provisioning}
 	}
-	if provisioning == nil {
-		return nil
-	}
-	return r.syncProvisioning(ctx, ns, *provisioning)
+	return r.write(ctx, ns, wf, &condition{status, reason, msg, time.Now()}, set)
 }
 
 // syncProvisioning sets the provisioning annotation to state.
@@ -541,11 +635,70 @@ func (r *Reconciler) syncProvisioning(ctx context.Context, ns *corev1.Namespace,
 	return r.annotate(ctx, ns, map[string]*string{contract.ProvisioningAnnotation: ptr.To(state)})
 }
 
-// annotate sets (nil: removes) annotations of ns that differ, refusing to
-// write over a newer version of the namespace: a change of the request in
-// between must not be reported as provisioned.
+// annotate sets (nil: removes) annotations of ns that differ.
 func (r *Reconciler) annotate(ctx context.Context, ns *corev1.Namespace, set map[string]*string) error {
-	patch := client.MergeFromWithOptions(ns.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	return r.write(ctx, ns, nil, nil, set)
+}
+
+// condition is a Provisioned condition to report, and when a transition
+// into it happened.
+type condition struct {
+	status      corev1.ConditionStatus
+	reason, msg string
+	at          time.Time
+}
+
+// write reports on ns in one request, and only when something changed: the
+// Provisioned condition (when c is not nil) and the annotations of set
+// (nil: removed). Both go through the namespaces/status subresource, whose
+// strategy resets only the spec, so metadata and status change together
+// (the chart's ValidatingAdmissionPolicy keeps nsprov.io/ metadata and the
+// condition there to nsprov). The patch carries the resourceVersion read:
+// it is refused over a newer version of the namespace, since a change of
+// the request in between must not be reported as provisioned. A strategic
+// merge patch touches only the Provisioned condition and the annotations
+// named, so the Namespace it is computed from may be partial. A transition
+// of the condition into Succeeded, Failed or a problem is an Event.
+func (r *Reconciler) write(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, c *condition, set map[string]*string) error {
+	old := ns.DeepCopy()
+	transition, condChanged := false, false
+	if c != nil {
+		condChanged, transition = setCondition(ns, *c)
+	}
+	if !setAnnotations(ns, set) && !condChanged {
+		return nil
+	}
+	patch := client.StrategicMergeFrom(old, client.MergeFromWithOptimisticLock{})
+	if err := r.Client.Status().Patch(ctx, ns, patch); err != nil {
+		if c != nil {
+			return fmt.Errorf("setting condition %s=%s on %s: %w", contract.ConditionProvisioned, c.status, ns.Name, err)
+		}
+		return fmt.Errorf("annotating %s: %w", ns.Name, err)
+	}
+	if old.ResourceVersion != "" && old.ResourceVersion != ns.ResourceVersion {
+		r.written.Store(ns.Name, old.ResourceVersion)
+	}
+	if !transition {
+		return nil
+	}
+	related := wfOrNil(wf)
+	if wf != nil && (c.reason == contract.ReasonSucceeded || c.reason == contract.ReasonFailed) {
+		observeRun(wf, c.reason)
+	}
+	switch c.reason {
+	case contract.ReasonSucceeded:
+		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningSucceeded", "Provision", "%s", c.msg)
+	case contract.ReasonFailed, contract.ReasonTemplateNotFound, contract.ReasonPolicyViolation:
+		r.Events.Eventf(ns, related, corev1.EventTypeWarning, "Provisioning"+c.reason, "Provision", "%s", truncate(c.msg, 1000))
+	case contract.ReasonCancelled:
+		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningCancelled", "Provision", "%s", c.msg)
+	}
+	return nil
+}
+
+// setAnnotations sets (nil: removes) the annotations of set on ns, and
+// tells whether any changed.
+func setAnnotations(ns *corev1.Namespace, set map[string]*string) bool {
 	changed := false
 	for k, v := range set {
 		old, ok := ns.Annotations[k]
@@ -561,13 +714,31 @@ func (r *Reconciler) annotate(ctx context.Context, ns *corev1.Namespace, set map
 			changed = true
 		}
 	}
-	if !changed {
-		return nil
+	return changed
+}
+
+// setCondition sets the Provisioned condition of ns to c, and tells whether
+// it changed and whether that is a transition (a new status or reason). The
+// transition time is kept while the status stays.
+func setCondition(ns *corev1.Namespace, c condition) (changed, transition bool) {
+	cur := provisionedCondition(ns)
+	if cur != nil && cur.Status == c.status && cur.Reason == c.reason && cur.Message == c.msg {
+		return false, false
 	}
-	if err := r.Client.Patch(ctx, ns, patch); err != nil {
-		return fmt.Errorf("annotating %s: %w", ns.Name, err)
+	transition = cur == nil || cur.Status != c.status || cur.Reason != c.reason
+	next := corev1.NamespaceCondition{
+		Type: contract.ConditionProvisioned, Status: c.status, Reason: c.reason, Message: c.msg,
+		LastTransitionTime: metav1.NewTime(c.at.Truncate(time.Second)), // as the API server stores it
 	}
-	return nil
+	if cur != nil && cur.Status == c.status {
+		next.LastTransitionTime = cur.LastTransitionTime
+	}
+	if cur == nil {
+		ns.Status.Conditions = append(ns.Status.Conditions, next)
+	} else {
+		*cur = next
+	}
+	return true, transition
 }
 
 // provisionedCondition is the Provisioned condition of ns, or nil.
@@ -629,55 +800,6 @@ func failedSteps(wf *wfv1.Workflow) string {
 	}
 	sort.Strings(steps)
 	return strings.Join(steps, "; ")
-}
-
-// setCondition writes the Provisioned condition when it changed, and records
-// an Event on a change into Succeeded, Failed or a problem.
-func (r *Reconciler) setCondition(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string) error {
-	return r.setConditionAt(ctx, ns, wf, status, reason, msg, time.Now())
-}
-
-// setConditionAt is setCondition with the time of a transition.
-func (r *Reconciler) setConditionAt(ctx context.Context, ns *corev1.Namespace, wf *wfv1.Workflow, status corev1.ConditionStatus, reason, msg string, at time.Time) error {
-	var cur *corev1.NamespaceCondition
-	for i := range ns.Status.Conditions {
-		if ns.Status.Conditions[i].Type == contract.ConditionProvisioned {
-			cur = &ns.Status.Conditions[i]
-		}
-	}
-	if cur != nil && cur.Status == status && cur.Reason == reason && cur.Message == msg {
-		return nil
-	}
-	changed := cur == nil || cur.Status != status || cur.Reason != reason
-	now := metav1.NewTime(at.Truncate(time.Second)) // as the API server stores it
-	next := corev1.NamespaceCondition{Type: contract.ConditionProvisioned, Status: status, Reason: reason, Message: msg, LastTransitionTime: now}
-	if cur != nil && cur.Status == status {
-		next.LastTransitionTime = cur.LastTransitionTime
-	}
-	if cur == nil {
-		ns.Status.Conditions = append(ns.Status.Conditions, next)
-	} else {
-		*cur = next
-	}
-	if err := r.Client.Status().Update(ctx, ns); err != nil {
-		return fmt.Errorf("setting condition %s=%s on %s: %w", contract.ConditionProvisioned, status, ns.Name, err)
-	}
-	if !changed {
-		return nil
-	}
-	var related = wfOrNil(wf)
-	if wf != nil && (reason == contract.ReasonSucceeded || reason == contract.ReasonFailed) {
-		observeRun(wf, reason)
-	}
-	switch reason {
-	case contract.ReasonSucceeded:
-		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningSucceeded", "Provision", "%s", msg)
-	case contract.ReasonFailed, contract.ReasonTemplateNotFound, contract.ReasonPolicyViolation:
-		r.Events.Eventf(ns, related, corev1.EventTypeWarning, "Provisioning"+reason, "Provision", "%s", truncate(msg, 1000))
-	case contract.ReasonCancelled:
-		r.Events.Eventf(ns, related, corev1.EventTypeNormal, "ProvisioningCancelled", "Provision", "%s", msg)
-	}
-	return nil
 }
 
 func wfOrNil(wf *wfv1.Workflow) client.Object {

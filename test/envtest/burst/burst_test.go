@@ -16,6 +16,8 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,6 +129,7 @@ func TestBurstOfNamespaces(t *testing.T) {
 		DeferController: true,
 		ServerArgs:      extra,
 		WrapTransport:   requests.wrap,
+		Logger:          serverLog(t),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -158,13 +161,15 @@ func TestBurstOfNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	admitted := time.Since(start)
+	t.Logf("admitted %d namespaces in %s", n, admitted.Round(time.Millisecond))
 
 	// 2. A controller faces the backlog: until every namespace has its
 	// Workflow, and until the controller has recorded it on each. (The
 	// deadlines only catch a hang: a shared 2-core machine can be 50 times
 	// slower than a quiet one.)
-	before := heapInUse()
-	sent := requests.snapshot()
+	heapBefore := heapInUse()
+	before := requests.snapshot()
+	t.Logf("  heap in use before the controller starts: %.1f MiB", mib(heapBefore))
 	mc, err := metadata.NewForConfig(env.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -173,7 +178,18 @@ func TestBurstOfNamespaces(t *testing.T) {
 	if err := env.StartController(ctx); err != nil {
 		t.Fatal(err)
 	}
-	created := waitForWorkflows(ctx, t, mc, n, 20*time.Minute+time.Duration(n)*100*time.Millisecond).Sub(start)
+	// Figures so far, every minute: a run that cannot finish (10,000
+	// namespaces on a busy machine) still tells how it went.
+	progress := func(have int) {
+		sent := float64(0)
+		for verb, c := range requests.snapshot() {
+			sent += float64(c - before[verb])
+		}
+		t.Logf("  after %s: %d of %d namespaces have their Workflow (%.1f/s), %.2f API requests per Workflow so far, heap in use %.1f MiB",
+			time.Since(start).Round(time.Second), have, n, float64(have)/time.Since(start).Seconds(), sent/float64(max(have, 1)), mib(heapInUse()))
+	}
+	progress(0)
+	created := waitForWorkflows(ctx, t, mc, n, 20*time.Minute+time.Duration(n)*100*time.Millisecond, progress).Sub(start)
 	recorded := envtest.Eventually(t, 10*time.Minute, "every namespace annotated with its Workflow", func() error {
 		return countNamespaces(ctx, env.Client, n, func(ns *corev1.Namespace) bool {
 			return ns.Annotations[contract.WorkflowAnnotation] != ""
@@ -183,7 +199,7 @@ func TestBurstOfNamespaces(t *testing.T) {
 	perNamespace := map[string]float64{}
 	total := 0.0
 	for verb, c := range requests.snapshot() {
-		perNamespace[verb] = float64(c-sent[verb]) / float64(n)
+		perNamespace[verb] = float64(c-before[verb]) / float64(n)
 		total += perNamespace[verb]
 	}
 
@@ -244,7 +260,7 @@ func TestBurstOfNamespaces(t *testing.T) {
 		opts.Kube.QPS, opts.Kube.Burst, opts.Controller.ConcurrentReconciles, n, bare.Round(time.Millisecond), float64(n)/bare.Seconds(), created.Seconds()/bare.Seconds())
 	t.Logf("  API requests per namespace from nsprov's server: %.2f (%s)", total, formatVerbs(perNamespace))
 	t.Logf("  heap in use: %.1f MiB before the controller, %.1f MiB with it (+%.1f MiB: its replica, policy store and cache of %d namespaces)",
-		mib(before), mib(after), mib(after)-mib(before), n)
+		mib(heapBefore), mib(after), mib(after)-mib(heapBefore), n)
 	t.Logf("  provisioned through Argo while measuring: %d namespaces (%d checked for their quota), %d failed", len(done), want, len(failed))
 }
 
@@ -275,8 +291,8 @@ func parallel(n, workers int, f func(i int) error) error {
 
 // waitForWorkflows watches nsprov's Workflows until every one of n namespaces
 // has one, fails the test when a namespace has two, and returns when that
-// was.
-func waitForWorkflows(ctx context.Context, t *testing.T, mc metadata.Interface, n int, timeout time.Duration) time.Time {
+// was. Every minute it calls progress with how many have one.
+func waitForWorkflows(ctx context.Context, t *testing.T, mc metadata.Interface, n int, timeout time.Duration, progress func(int)) time.Time {
 	t.Helper()
 	wfs := mc.Resource(workflowsGVR).Namespace(envtest.ArgoNamespace)
 	selector := contract.ManagedByLabel + "=" + contract.ManagedBy
@@ -293,6 +309,7 @@ func waitForWorkflows(ctx context.Context, t *testing.T, mc metadata.Interface, 
 		}
 	}
 	deadline := time.Now().Add(timeout)
+	reported := time.Now()
 	for {
 		list, err := wfs.List(ctx, metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
@@ -319,6 +336,10 @@ func waitForWorkflows(ctx context.Context, t *testing.T, mc metadata.Interface, 
 			}
 			if m, ok := ev.Object.(*metav1.PartialObjectMetadata); ok && ev.Type == watch.Added {
 				add(m)
+				if time.Since(reported) > time.Minute {
+					progress(len(perNamespace))
+					reported = time.Now()
+				}
 				if len(perNamespace) == n {
 					w.Stop()
 					return time.Now()
@@ -427,4 +448,24 @@ func writeFixtures(ctx context.Context, t *testing.T, c client.Client, namespace
 			t.Fatal(err)
 		}
 	}
+}
+
+// serverLog is where nsprov's servers log: the file $NSPROV_BURST_LOG, or
+// nowhere.
+func serverLog(t *testing.T) logr.Logger {
+	path := os.Getenv("NSPROV_BURST_LOG")
+	if path == "" {
+		return logr.Discard()
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatalf("NSPROV_BURST_LOG: %v", err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	var mu sync.Mutex
+	return funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintln(f, time.Now().UTC().Format("15:04:05.000"), prefix, args)
+	}, funcr.Options{})
 }

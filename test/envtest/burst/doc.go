@@ -30,6 +30,12 @@
 // faked: the Pending Workflows are exactly what a cluster with a busy Argo
 // holds.
 //
+// While the controller works through the backlog the test logs, every
+// minute, how many Workflows exist, the API requests per Workflow so far and
+// the heap in use, so a run that cannot finish in time (10,000 namespaces on
+// a busy machine) still tells how it went. NSPROV_BURST_LOG names a file that
+// receives nsprov's server logs (reconcile errors, conflicts).
+//
 // NSPROV_BURST_SERVER_ARGS adds flags to nsprov's servers (and the bare
 // client copies their --kube-api-qps, --kube-api-burst and
 // --concurrent-reconciles). NSPROV_BURST_FIXTURES names a directory where a
