@@ -6,7 +6,8 @@
 // its writer (so denials reach the ClusterReport nsprov-admission-denials),
 // real Argo to provision, a policy directory of its own (which the audit
 // test tightens), and the chart's requester RBAC for alice's and bob's
-// groups in place of the harness's grant to every user.
+// groups in place of the harness's grant to every user, with the chart's
+// admission policy that keeps a requester to her own team's namespaces.
 package plugin
 
 import (
@@ -71,7 +72,7 @@ func runMain(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "envtest: stopping the control plane: %v\n", err)
 		}
 	}()
-	if err := installRequesterRBAC(ctx, env.Client); err != nil {
+	if err := installRequesterAccess(ctx, env.Client); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -90,11 +91,13 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// installRequesterRBAC applies the chart's requester RBAC
+// installRequesterAccess applies the chart's requester RBAC
 // (templates/rbac/requester.yaml) for requesterGroups, replacing the
 // harness's ClusterRole and binding of the same name that let every user
-// request namespaces.
-func installRequesterRBAC(ctx context.Context, c client.Client) error {
+// request namespaces, and the admission policy that narrows the role's
+// update and patch to a requester's own team's request annotations
+// (templates/admission/namespace-requester.yaml).
+func installRequesterAccess(ctx context.Context, c client.Client) error {
 	objs, err := chartrender.Render(map[string]any{
 		"requester": map[string]any{"enabled": true, "groups": requesterGroups},
 	}, "nsprov-system")
@@ -103,7 +106,9 @@ func installRequesterRBAC(ctx context.Context, c client.Client) error {
 	}
 	n := 0
 	for _, obj := range objs {
-		if obj.GetName() != "nsprov-requester" || obj.GroupVersionKind().Group != "rbac.authorization.k8s.io" {
+		rbac := obj.GetName() == "nsprov-requester" && obj.GroupVersionKind().Group == "rbac.authorization.k8s.io"
+		policy := obj.GetName() == "nsprov-namespace-requester" && obj.GroupVersionKind().Group == "admissionregistration.k8s.io"
+		if !rbac && !policy {
 			continue
 		}
 		n++
@@ -121,8 +126,8 @@ func installRequesterRBAC(ctx context.Context, c client.Client) error {
 			return fmt.Errorf("applying the chart's %s %s: %w", obj.GetKind(), obj.GetName(), err)
 		}
 	}
-	if n != 4 {
-		return fmt.Errorf("the chart rendered %d requester RBAC objects, want 4 (ClusterRole, ClusterRoleBinding, Role, RoleBinding)", n)
+	if n != 6 {
+		return fmt.Errorf("the chart rendered %d requester objects, want 6 (ClusterRole, ClusterRoleBinding, Role, RoleBinding, ValidatingAdmissionPolicy and its binding)", n)
 	}
 	return nil
 }
