@@ -119,6 +119,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return ok && contract.IsRequested(ns)
 		}))).
 		Owns(&wfv1.Workflow{}).
+		// A Workflow that finishes frees a slot: the queued namespaces
+		// whose turn has come start now (pacing.go).
+		Watches(&wfv1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.wakeQueued)).
 		// A WorkflowTemplate that appears unblocks the namespaces waiting
 		// for it; one whose content changed re-provisions every namespace
 		// (the others find their run key unchanged).
@@ -389,12 +392,8 @@ func (r *Reconciler) retry(ctx context.Context, ns *corev1.Namespace, plan *cont
 // Pacer gives it a turn; until then the namespace is Queued.
 func (r *Reconciler) start(ctx context.Context, ns *corev1.Namespace, plan *contract.Plan, key string, attempt int, retry bool) (ctrl.Result, bool, error) {
 	wf := NewWorkflow(ns, plan, key, attempt, r.Options)
-	running, err := r.running(ctx)
-	if err != nil {
-		return ctrl.Result{}, false, err
-	}
 	created := false
-	wait, err := r.Pacer.Start(ns.Name, retry, running, func() (string, error) {
+	wait, err := r.Pacer.Start(ns.Name, retry, func() ([]string, error) { return r.running(ctx) }, func() (string, error) {
 		if err := r.Client.Create(ctx, wf); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				return "", nil
