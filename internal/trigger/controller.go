@@ -217,6 +217,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if !queued {
 		r.Pacer.Forget(ns.Name)
 	}
+	if apierrors.IsConflict(err) {
+		// The cache held an older version of the namespace: the event of
+		// the newer one reconciles it again. As an error it would wait in
+		// the workqueue's rate limiter, 10 a second for all namespaces.
+		return ctrl.Result{}, nil
+	}
 	return res, err
 }
 

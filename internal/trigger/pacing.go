@@ -104,20 +104,20 @@ func (p *Pacer) Start(ns string, failed bool, running func() ([]string, error), 
 	position := p.position(ns)
 	if p.MaxRunning > 0 && position >= p.MaxRunning {
 		// Not its turn whatever runs: no need to list.
-		return p.wait(w, now, position), nil
+		return p.wait(w, now, position, true), nil
 	}
 	free, err := p.free(now, running)
 	if err != nil {
 		return 0, err
 	}
 	if position >= free {
-		return p.wait(w, now, position), nil
+		return p.wait(w, now, position, true), nil
 	}
 	if p.Limiter != nil {
 		r := p.Limiter.ReserveN(now, 1)
 		if d := r.DelayFrom(now); d > 0 {
 			r.CancelAt(now)
-			return p.wait(w, now, position), nil
+			return p.wait(w, now, position, false), nil
 		}
 	}
 	name, err := create()
@@ -185,11 +185,23 @@ func (p *Pacer) Turn(running func() ([]string, error)) ([]string, error) {
 	return order, nil
 }
 
+// boundedPoll is how long a namespace held back by MaxRunning waits before
+// it asks again, at least: the controller wakes the ones whose turn has come
+// when a Workflow finishes (Turn), so thousands of waiting namespaces need
+// not ask every Poll, each asking costing a policy evaluation.
+const boundedPoll = 30 * time.Second
+
 // wait is how long the namespace at position waits before asking again:
-// Poll, plus the time the rate takes to serve the namespaces ahead of it,
-// so that thousands of waiting namespaces do not all ask every Poll.
-func (p *Pacer) wait(w *waiter, now time.Time, position int) time.Duration {
+// Poll (boundedPoll when the bound holds it back), plus the time the rate
+// takes to serve the namespaces ahead of it, so that thousands of waiting
+// namespaces do not all ask every Poll.
+func (p *Pacer) wait(w *waiter, now time.Time, position int, bounded bool) time.Duration {
 	d := p.poll()
+	if bounded {
+		// The bound holds it back: the controller wakes it when a
+		// Workflow finishes (Turn); asking again is only a fallback.
+		d = boundedPoll
+	}
 	if p.Limiter != nil && p.Limiter.Limit() > 0 && p.Limiter.Limit() != rate.Inf {
 		d += time.Duration(float64(position) / float64(p.Limiter.Limit()) * float64(time.Second))
 	}

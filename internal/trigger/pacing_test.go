@@ -217,6 +217,11 @@ func TestPacerTurn(t *testing.T) {
 	if _, err := p.Start("retry", true, full, func() (string, error) { return "", errors.New("must not start") }); err != nil {
 		t.Fatal(err)
 	}
+	// Held back by the bound, a namespace asks again only as a fallback:
+	// Turn wakes it.
+	if wait, _ := p.Start("a", false, full, func() (string, error) { return "", errors.New("must not start") }); wait < boundedPoll {
+		t.Errorf("held back by the bound: asks again after %s, want at least %s", wait, boundedPoll)
+	}
 	tests := []struct {
 		running []string
 		want    string
