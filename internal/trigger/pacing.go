@@ -82,6 +82,37 @@ func (p *Pacer) poll() time.Duration {
 // Start returns how long to wait before asking again and ns stays queued;
 // failed says that ns retries a failed run, which goes ahead of the others.
 func (p *Pacer) Start(ns string, failed bool, running func() ([]string, error), create func() (string, error)) (time.Duration, error) {
+	wait, w, err := p.turn(ns, failed, running)
+	if wait > 0 || err != nil {
+		return wait, err
+	}
+	// The turn is ns's and its slot reserved: create outside the lock, as
+	// a create waits on the API server and holding the lock would let
+	// only one Workflow start at a time.
+	name, err := create()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.started, reservation(ns))
+	if err != nil {
+		if _, again := p.queue[ns]; !again {
+			p.queue[ns] = w // it keeps its place
+		}
+		return 0, err
+	}
+	if name != "" {
+		p.started[name] = p.now()
+	}
+	return 0, nil
+}
+
+// reservation names the slot of a Workflow being created for ns in
+// Pacer.started (no Workflow is named so).
+func reservation(ns string) string { return "\x00" + ns }
+
+// turn decides whether ns may start a Workflow now: if so, it takes ns out
+// of the queue and reserves its slot (wait 0); if not, ns stays queued and
+// wait says when to ask again.
+func (p *Pacer) turn(ns string, failed bool, running func() ([]string, error)) (time.Duration, *waiter, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
@@ -104,31 +135,25 @@ func (p *Pacer) Start(ns string, failed bool, running func() ([]string, error), 
 	position := p.position(ns)
 	if p.MaxRunning > 0 && position >= p.MaxRunning {
 		// Not its turn whatever runs: no need to list.
-		return p.wait(w, now, position, true), nil
+		return p.wait(w, now, position, true), w, nil
 	}
 	free, err := p.free(now, running)
 	if err != nil {
-		return 0, err
+		return 0, w, err
 	}
 	if position >= free {
-		return p.wait(w, now, position, true), nil
+		return p.wait(w, now, position, true), w, nil
 	}
 	if p.Limiter != nil {
 		r := p.Limiter.ReserveN(now, 1)
 		if d := r.DelayFrom(now); d > 0 {
 			r.CancelAt(now)
-			return p.wait(w, now, position, false), nil
+			return p.wait(w, now, position, false), w, nil
 		}
 	}
-	name, err := create()
-	if err != nil {
-		return 0, err
-	}
 	delete(p.queue, ns)
-	if name != "" {
-		p.started[name] = now
-	}
-	return 0, nil
+	p.started[reservation(ns)] = now
+	return 0, w, nil
 }
 
 // free is how many more Workflows may start under the bound (len(queue)

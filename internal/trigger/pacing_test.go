@@ -247,3 +247,40 @@ func TestPacerTurn(t *testing.T) {
 		t.Error("the list error was lost")
 	}
 }
+
+// TestPacerCreatesOutsideTheLock: a create waits on the API server; other
+// namespaces are decided meanwhile, the slot being created counting as
+// running.
+func TestPacerCreatesOutsideTheLock(t *testing.T) {
+	p := &Pacer{MaxRunning: 2}
+	inCreate, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		_, err := p.Start("a", false, list(), func() (string, error) {
+			close(inCreate)
+			<-release
+			return "", errors.New("the API server refused it")
+		})
+		done <- err
+	}()
+	<-inCreate
+	// a's create is under way: b starts in the other slot, c finds none.
+	started := false
+	if _, err := p.Start("b", false, list(), func() (string, error) { started = true; return "wf-b", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !started {
+		t.Fatal("b did not start while a's create was under way")
+	}
+	if wait, err := p.Start("c", false, list(), func() (string, error) { return "", errors.New("must not start") }); err != nil || wait == 0 {
+		t.Fatalf("c started (wait %s, %v) with a's slot reserved and b's taken", wait, err)
+	}
+	close(release)
+	if err := <-done; err == nil {
+		t.Fatal("a's create error was lost")
+	}
+	// a failed: its slot is free again and a keeps its place before c.
+	if got, _ := p.Turn(list("wf-b")); fmt.Sprint(got) != "[a]" {
+		t.Errorf("after a's failed create: turn of %v, want [a]", got)
+	}
+}
