@@ -16,13 +16,13 @@ import (
 // The pace of the suite: see doc.go.
 const (
 	// maxRunning is nsprov's --max-running-workflows.
-	maxRunning = 50
+	maxRunning = 40
 	// startRate is nsprov's --workflow-start-rate: well above what the
 	// bound lets through (about maxRunning / stepDuration a second), so
 	// the bound is what holds the Workflows back.
 	startRate = 100
 	// stepDuration is how long the pod-less template's only step waits.
-	stepDuration = "1s"
+	stepDuration = "10s"
 )
 
 var (
