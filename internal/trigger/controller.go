@@ -185,6 +185,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return ok && contract.IsRequested(ns)
 		}))).
 		Owns(&wfv1.Workflow{}).
+		// A Workflow that finishes frees a slot: the queued namespaces
+		// whose turn has come start now (pacing.go).
+		Watches(&wfv1.Workflow{}, handler.EnqueueRequestsFromMapFunc(r.wakeQueued)).
 		// A WorkflowTemplate that appears unblocks the namespaces waiting
 		// for it; one whose content changed re-provisions every namespace
 		// (the others find their run key unchanged).
@@ -287,6 +290,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	res, queued, err := r.reconcile(ctx, ns)
 	if !queued {
 		r.Pacer.Forget(ns.Name)
+	}
+	if apierrors.IsConflict(err) {
+		// The cache held an older version of the namespace: the event of
+		// the newer one reconciles it again. As an error it would wait in
+		// the workqueue's rate limiter, 10 a second for all namespaces.
+		return ctrl.Result{}, nil
 	}
 	return res, err
 }
@@ -497,13 +506,9 @@ func (r *Reconciler) start(ctx context.Context, ns *corev1.Namespace, plan *cont
 			return ctrl.Result{}, false, err
 		}
 	} else {
-		var running []string
-		if r.Pacer.MaxRunning > 0 {
-			var err error
-			if running, err = r.running(ctx); err != nil {
-				return ctrl.Result{}, false, err
-			}
-		}
+		// The Pacer lists the running Workflows (only with a bound) while it
+		// decides, so that two workers cannot both take the last slot.
+		running := func() ([]string, error) { return r.running(ctx) }
 		var err error
 		if wait, err = r.Pacer.Start(ns.Name, retry, running, create); err != nil {
 			return ctrl.Result{}, false, err

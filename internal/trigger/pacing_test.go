@@ -21,7 +21,7 @@ func TestPacerBoundsRunningWorkflows(t *testing.T) {
 	start := func(ns string, failed bool) (time.Duration, bool) {
 		t.Helper()
 		started := false
-		wait, err := p.Start(ns, failed, running, func() (string, error) {
+		wait, err := p.Start(ns, failed, func() ([]string, error) { return running, nil }, func() (string, error) {
 			started = true
 			return "wf-" + ns, nil
 		})
@@ -83,16 +83,16 @@ func TestPacerFailedFirst(t *testing.T) {
 	p := &Pacer{MaxRunning: 1}
 	full := []string{"busy"}
 	for _, ns := range []string{"a", "b"} {
-		if _, err := p.Start(ns, false, full, func() (string, error) { return "", errors.New("must not start") }); err != nil {
+		if _, err := p.Start(ns, false, list(full...), func() (string, error) { return "", errors.New("must not start") }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := p.Start("retry", true, full, func() (string, error) { return "", errors.New("must not start") }); err != nil {
+	if _, err := p.Start("retry", true, list(full...), func() (string, error) { return "", errors.New("must not start") }); err != nil {
 		t.Fatal(err)
 	}
 	var order []string
 	for _, ns := range []string{"a", "b", "retry"} {
-		if _, err := p.Start(ns, false, nil, func() (string, error) { order = append(order, ns); return ns, nil }); err != nil {
+		if _, err := p.Start(ns, false, list(), func() (string, error) { order = append(order, ns); return ns, nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -107,7 +107,7 @@ func TestPacerRate(t *testing.T) {
 	started := 0
 	create := func() (string, error) { started++; return fmt.Sprint("wf", started), nil }
 	for i := range 5 {
-		if _, err := p.Start(fmt.Sprint("ns", i), false, nil, create); err != nil {
+		if _, err := p.Start(fmt.Sprint("ns", i), false, list(), create); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -115,14 +115,14 @@ func TestPacerRate(t *testing.T) {
 		t.Fatalf("%d started at once, want the burst of 2", started)
 	}
 	// Waiting namespaces are told to come back later the further back they are.
-	w3, _ := p.Start("ns3", false, nil, create)
-	w4, _ := p.Start("ns4", false, nil, create)
+	w3, _ := p.Start("ns3", false, list(), create)
+	w4, _ := p.Start("ns4", false, list(), create)
 	if w3 < time.Second || w4 <= w3 {
 		t.Errorf("waits %s and %s, want at least Poll and growing with the position", w3, w4)
 	}
 	c.t = c.t.Add(time.Second) // two more tokens
 	for _, ns := range []string{"ns2", "ns3", "ns4"} {
-		if _, err := p.Start(ns, false, nil, create); err != nil {
+		if _, err := p.Start(ns, false, list(), create); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,10 +133,10 @@ func TestPacerRate(t *testing.T) {
 
 func TestPacerCreateError(t *testing.T) {
 	p := &Pacer{MaxRunning: 1}
-	if _, err := p.Start("a", false, nil, func() (string, error) { return "", errors.New("boom") }); err == nil {
+	if _, err := p.Start("a", false, list(), func() (string, error) { return "", errors.New("boom") }); err == nil {
 		t.Fatal("the create error was lost")
 	}
-	if _, err := p.Start("a", false, nil, func() (string, error) { return "wf", nil }); err != nil {
+	if _, err := p.Start("a", false, list(), func() (string, error) { return "wf", nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -150,5 +150,137 @@ func TestBackoff(t *testing.T) {
 		if got := Backoff(tt.attempt, 2*time.Second, time.Minute); got != tt.want {
 			t.Errorf("Backoff(%d) = %s, want %s", tt.attempt, got, tt.want)
 		}
+	}
+}
+
+// TestPacerReadsRunningWhenItDecides: reconciles run concurrently. A list
+// of the running Workflows taken before another reconcile started one, and
+// handed in after a third reconcile's list showed that Workflow (which ends
+// its count as "started, not yet cached"), let a Workflow start beyond the
+// bound. The Pacer now reads the list itself while it decides, under its
+// lock: the list it counts is never older than one it has already seen.
+func TestPacerReadsRunningWhenItDecides(t *testing.T) {
+	p := &Pacer{MaxRunning: 1}
+	var cache []string // what the informer holds
+	lists := 0
+	running := func() ([]string, error) { lists++; return cache, nil }
+	if _, err := p.Start("b", false, running, func() (string, error) { return "wf-b", nil }); err != nil {
+		t.Fatal(err)
+	}
+	cache = []string{"wf-b"} // the cache sees b's Workflow
+	if _, err := p.Start("c", false, running, func() (string, error) {
+		t.Fatal("c started beyond the bound of 1")
+		return "", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p.Forget("c")
+	// a's reconcile began while nothing ran; it lists no earlier than now.
+	if _, err := p.Start("a", false, running, func() (string, error) {
+		t.Error("a started beyond the bound of 1")
+		return "wf-a", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if lists != 3 {
+		t.Errorf("running listed %d times, want once per Start", lists)
+	}
+	p.Forget("a")
+	// Far back in the queue: not listed at all (nothing frees enough slots).
+	for _, ns := range []string{"d", "e", "f"} {
+		if _, err := p.Start(ns, false, running, func() (string, error) { return "", errors.New("must not start") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lists != 4 {
+		t.Errorf("running listed %d times, want 4: d, first in the queue, lists; e and f, beyond the bound, do not", lists)
+	}
+	// An error listing is Start's error.
+	if _, err := p.Start("d", false, func() ([]string, error) { return nil, errors.New("cache down") }, func() (string, error) { return "wf-d", nil }); err == nil {
+		t.Error("the list error was lost")
+	}
+}
+
+// list is a running function that returns names.
+func list(names ...string) func() ([]string, error) {
+	return func() ([]string, error) { return names, nil }
+}
+
+func TestPacerTurn(t *testing.T) {
+	p := &Pacer{MaxRunning: 2}
+	full := list("wf-x", "wf-y")
+	for _, ns := range []string{"a", "b", "c"} {
+		if _, err := p.Start(ns, false, full, func() (string, error) { return "", errors.New("must not start") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := p.Start("retry", true, full, func() (string, error) { return "", errors.New("must not start") }); err != nil {
+		t.Fatal(err)
+	}
+	// Held back by the bound, a namespace asks again only as a fallback:
+	// Turn wakes it.
+	if wait, _ := p.Start("a", false, full, func() (string, error) { return "", errors.New("must not start") }); wait < boundedPoll {
+		t.Errorf("held back by the bound: asks again after %s, want at least %s", wait, boundedPoll)
+	}
+	tests := []struct {
+		running []string
+		want    string
+	}{
+		{[]string{"wf-x", "wf-y"}, "[]"},         // no slot free
+		{[]string{"wf-y"}, "[retry]"},            // one: the failed run first
+		{nil, "[retry a]"},                       // two
+		{[]string{"wf-x", "wf-y", "wf-z"}, "[]"}, // over the bound
+	}
+	for _, tt := range tests {
+		got, err := p.Turn(list(tt.running...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got) != tt.want {
+			t.Errorf("with %v running: turn of %v, want %s", tt.running, got, tt.want)
+		}
+	}
+	if got, _ := (&Pacer{}).Turn(list()); len(got) != 0 {
+		t.Errorf("without a bound: turn of %v, want none (the rate tells each when to ask)", got)
+	}
+	if _, err := p.Turn(func() ([]string, error) { return nil, errors.New("cache down") }); err == nil {
+		t.Error("the list error was lost")
+	}
+}
+
+// TestPacerCreatesOutsideTheLock: a create waits on the API server; other
+// namespaces are decided meanwhile, the slot being created counting as
+// running.
+func TestPacerCreatesOutsideTheLock(t *testing.T) {
+	p := &Pacer{MaxRunning: 2}
+	inCreate, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		_, err := p.Start("a", false, list(), func() (string, error) {
+			close(inCreate)
+			<-release
+			return "", errors.New("the API server refused it")
+		})
+		done <- err
+	}()
+	<-inCreate
+	// a's create is under way: b starts in the other slot, c finds none.
+	started := false
+	if _, err := p.Start("b", false, list(), func() (string, error) { started = true; return "wf-b", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !started {
+		t.Fatal("b did not start while a's create was under way")
+	}
+	if wait, err := p.Start("c", false, list(), func() (string, error) { return "", errors.New("must not start") }); err != nil || wait == 0 {
+		t.Fatalf("c started (wait %s, %v) with a's slot reserved and b's taken", wait, err)
+	}
+	close(release)
+	if err := <-done; err == nil {
+		t.Fatal("a's create error was lost")
+	}
+	// a failed: its slot is free again and a keeps its place before c.
+	if got, _ := p.Turn(list("wf-b")); fmt.Sprint(got) != "[a]" {
+		t.Errorf("after a's failed create: turn of %v, want [a]", got)
 	}
 }
