@@ -11,11 +11,9 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nsprov/nsprov/internal/contract"
@@ -98,61 +96,7 @@ func TestVanishedWorkflowIsHistory(t *testing.T) {
 // the step, about 30s), until the returned func lifts the block.
 func blockQuotas(t *testing.T, namespace string) (unblock func()) {
 	t.Helper()
-	ctx := context.Background()
-	probe := "vap-probe-" + namespace
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "block-quota-" + namespace},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"resourcequotas"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: fmt.Sprintf("object.metadata.namespace != '%s' && object.metadata.name != '%s'", namespace, probe),
-				Message:    "quotas are blocked here by the test",
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, o := range []client.Object{policy, binding} {
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	Eventually(t, 30*time.Second, "the admission policy in force", func() error {
-		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: probe, Namespace: "default"}}
-		if err := env.Client.Create(ctx, q, client.DryRunAll); err == nil {
-			return fmt.Errorf("probe quota still allowed")
-		}
-		return nil
-	})
-	done := false
-	unblock = func() {
-		if done {
-			return
-		}
-		done = true
-		for _, o := range []client.Object{binding, policy} {
-			if err := env.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-				t.Error(err)
-			}
-		}
-		Eventually(t, 30*time.Second, "the admission policy lifted", func() error {
-			q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: probe, Namespace: "default"}}
-			return env.Client.Create(ctx, q, client.DryRunAll)
-		})
-	}
-	t.Cleanup(unblock)
-	return unblock
+	return BlockQuotas(t, env.Client, namespace)
 }
 
 // nextRetry reads "attempt N; next retry at T" from a Failed condition's

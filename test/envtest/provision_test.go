@@ -10,7 +10,6 @@ import (
 	"time"
 
 	wfv1 "github.com/argoproj/argo-workflows/v3/pkg/apis/workflow/v1alpha1"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -18,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nsprov/nsprov/internal/contract"
@@ -358,42 +356,7 @@ func wantEvents(t *testing.T, namespace string, reasons ...string) {
 func TestFailingStep(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "block-broken-dev-quota"},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"resourcequotas"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: "object.metadata.namespace != 'broken-dev' && object.metadata.name != 'vap-probe'",
-				Message:    "quotas are blocked here by the test",
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "block-broken-dev-quota"},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, o := range []client.Object{policy, binding} {
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The API server takes a moment to load the policy: probe until it denies.
-	Eventually(t, 30*time.Second, "the admission policy in force", func() error {
-		probe := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "vap-probe", Namespace: "default"}}
-		if err := env.Client.Create(ctx, probe, client.DryRunAll); err == nil {
-			return fmt.Errorf("probe quota still allowed")
-		}
-		return nil
-	})
+	blockQuotas(t, "broken-dev")
 	alice := newUser(t, "alice", "team-payments")
 	if err := alice.client.Create(ctx, request("broken-dev", "payments", "development", nil)); err != nil {
 		t.Fatal(err)

@@ -12,12 +12,9 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -320,7 +317,7 @@ func TestContextFlag(t *testing.T) {
 // ends with exit code 1 when the condition is False.
 func TestStatusShowsFailedStep(t *testing.T) {
 	const name = "plug-broken-dev"
-	blockQuotas(t, name)
+	envtest.BlockQuotas(t, env.Client, name)
 	a := alice(t)
 	if r := a.run(t, "request", name, "--team", "payments", "--environment", "development"); r.code != app.ExitOK {
 		t.Fatalf("request: %s", r)
@@ -464,76 +461,13 @@ func TestWhyShowsAuditFindings(t *testing.T) {
 	}
 }
 
-// blockQuotas makes the API server refuse ResourceQuotas in namespace name
-// (a ValidatingAdmissionPolicy), so the provisioning Workflow's quota step
-// fails after Argo's retries of the step, until unblock (also run at the
-// test's end) lifts the block.
-func blockQuotas(t *testing.T, name string) (unblock func()) {
-	t.Helper()
-	ctx := context.Background()
-	probe := "vap-probe-" + name
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "block-quota-" + name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"resourcequotas"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: fmt.Sprintf("object.metadata.namespace != '%s' && object.metadata.name != '%s'", name, probe),
-				Message:    "quotas are blocked here by the test",
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: policy.Name},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, o := range []client.Object{policy, binding} {
-		if err := env.Client.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	envtest.Eventually(t, 30*time.Second, "the admission policy in force", func() error {
-		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: probe, Namespace: "default"}}
-		if err := env.Client.Create(ctx, q, client.DryRunAll); err == nil {
-			return fmt.Errorf("probe quota still allowed")
-		}
-		return nil
-	})
-	lifted := false
-	unblock = func() {
-		if lifted {
-			return
-		}
-		lifted = true
-		for _, o := range []client.Object{binding, policy} {
-			if err := env.Client.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-				t.Error(err)
-			}
-		}
-		envtest.Eventually(t, 30*time.Second, "the admission policy lifted", func() error {
-			q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: probe, Namespace: "default"}}
-			return env.Client.Create(ctx, q, client.DryRunAll)
-		})
-	}
-	t.Cleanup(unblock)
-	return unblock
-}
-
 // cancel stops a provisioning that runs (its quota step blocked), status
 // --watch then ends on Cancelled, a second cancel has nothing to stop; once
 // the cause is gone, reprovision runs the plan again to success. Someone
 // who may not read the namespace may do neither.
 func TestCancelAndReprovision(t *testing.T) {
 	const name = "plug-cancel-dev"
-	unblock := blockQuotas(t, name)
+	unblock := envtest.BlockQuotas(t, env.Client, name)
 	a := alice(t)
 	if r := a.run(t, "request", name, "--team", "payments", "--environment", "development"); r.code != app.ExitOK {
 		t.Fatalf("request: %s", r)
