@@ -3,6 +3,7 @@ package walkthrough
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -163,5 +164,24 @@ func Normalize(lines []string) []string {
 	for len(out) > 0 && out[len(out)-1] == "" {
 		out = out[:len(out)-1]
 	}
+	sortStepRows(out)
 	return out
+}
+
+// sortStepRows sorts, in place, the rows of every steps table of `kubectl
+// nsprov status` (the lines after its "STEP STATE ..." header, up to a blank
+// line): status lists steps in the order they started, and steps that start
+// in the same second or two come in either order from run to run.
+func sortStepRows(lines []string) {
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], "STEP STATE ") {
+			continue
+		}
+		end := i + 1
+		for end < len(lines) && lines[end] != "" {
+			end++
+		}
+		slices.Sort(lines[i+1 : end])
+		i = end
+	}
 }

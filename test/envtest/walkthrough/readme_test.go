@@ -110,6 +110,30 @@ func TestNormalize(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Normalize = %q, want %q", got, want)
 	}
+
+	// Steps that started in the same second or two come in either order:
+	// the rows of a steps table compare as a set, the lines around them in
+	// order.
+	table := func(first, second string) []string {
+		return []string{
+			"Steps:",
+			"  STEP          STATE  DURATION  ATTEMPTS  MESSAGE",
+			"  " + first + "  done   4s        1",
+			"  " + second + "  done   9s        1",
+			"",
+			"Workflow: argo/x",
+		}
+	}
+	a, b := Normalize(table("quota", "rbac")), Normalize(table("rbac", "quota"))
+	if !slices.Equal(a, b) {
+		t.Errorf("steps tables in another order normalize differently:\n%q\n%q", a, b)
+	}
+	if a[0] != "Steps:" || a[len(a)-1] != "Workflow: argo/x" || a[2] != "quota done <age> 1" {
+		t.Errorf("Normalize of a steps table = %q", a)
+	}
+	if c := Normalize([]string{"rbac", "quota"}); !slices.Equal(c, []string{"rbac", "quota"}) {
+		t.Errorf("lines outside a steps table were reordered: %q", c)
+	}
 }
 
 // TestPartsAreFound checks, without a control plane, that every part of the
