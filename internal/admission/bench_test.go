@@ -3,9 +3,9 @@ package admission
 import (
 	"context"
 	"encoding/json"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/nsprov/nsprov/internal/benchcpu"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -123,7 +123,7 @@ func benchDecisions(b *testing.B, mode string, m *Mutator, v *Validator) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for b.Loop() {
 				if r := m.Handle(ctx, bc.req); !r.Allowed {
 					b.Fatal(r.Result)
@@ -132,7 +132,7 @@ func benchDecisions(b *testing.B, mode string, m *Mutator, v *Validator) {
 					b.Fatal(r.Result)
 				}
 			}
-			reportCPU(b, cpu)
+			benchcpu.Report(b, cpu)
 		})
 	}
 }
@@ -181,13 +181,13 @@ func BenchmarkBundle(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for b.Loop() {
 				if _, err := Decide(ctx, bundle, in); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportCPU(b, cpu)
+			benchcpu.Report(b, cpu)
 		})
 	}
 }
@@ -195,23 +195,3 @@ func BenchmarkBundle(b *testing.B) {
 type discardRecorder struct{}
 
 func (discardRecorder) Record(context.Context, *Record) {}
-
-// processCPU is the CPU time the process has used so far (user and system,
-// all threads, so garbage collection counts too).
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU reports the CPU time per operation since start as cpu-ns/op.
-// On a shared machine wall time (ns/op) also counts the time other
-// processes hold the cores; CPU time is what nsprov itself spent.
-func reportCPU(b *testing.B, start time.Duration) {
-	if start == 0 || b.N == 0 {
-		return
-	}
-	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
-}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nsprov/nsprov/internal/benchcpu"
+
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -172,13 +174,13 @@ func BenchmarkDecodeNamespace(b *testing.B) {
 	}{{"direct", decodeNamespace}, {"reflection", decodeNamespaceReflect}} {
 		b.Run(d.name, func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := benchcpu.Now()
 			for b.Loop() {
 				if _, err := d.decode(raw, "object"); err != nil {
 					b.Fatal(err)
 				}
 			}
-			reportCPU(b, cpu)
+			benchcpu.Report(b, cpu)
 		})
 	}
 }

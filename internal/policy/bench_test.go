@@ -2,9 +2,9 @@ package policy
 
 import (
 	"context"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/nsprov/nsprov/internal/benchcpu"
 
 	"github.com/nsprov/nsprov/internal/testutil"
 )
@@ -78,13 +78,13 @@ func BenchmarkEvaluation(b *testing.B) {
 			run := func(name string, op func() error) {
 				b.Run(evaluator+"/"+bc.name+"/"+name, func(b *testing.B) {
 					b.ReportAllocs()
-					cpu := processCPU()
+					cpu := benchcpu.Now()
 					for b.Loop() {
 						if err := op(); err != nil {
 							b.Fatal(err)
 						}
 					}
-					reportCPU(b, cpu)
+					benchcpu.Report(b, cpu)
 				})
 			}
 			mutate := func() error { _, err := bundle.Mutate(ctx, bc.req); return err }
@@ -99,22 +99,4 @@ func BenchmarkEvaluation(b *testing.B) {
 			run("validate", validate)
 		}
 	}
-}
-
-// processCPU is the CPU time the process has used so far (user and system,
-// all threads, so garbage collection counts too).
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportCPU reports the CPU time per operation since start as cpu-ns/op.
-func reportCPU(b *testing.B, start time.Duration) {
-	if start == 0 || b.N == 0 {
-		return
-	}
-	b.ReportMetric(float64(processCPU()-start)/float64(b.N), "cpu-ns/op")
 }

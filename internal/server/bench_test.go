@@ -7,9 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/nsprov/nsprov/internal/benchcpu"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -63,23 +63,12 @@ func BenchmarkWebhooks(b *testing.B) {
 				post()
 				b.ReportAllocs()
 				b.ResetTimer()
-				cpu := benchCPU()
+				cpu := benchcpu.Now()
 				for b.Loop() {
 					post()
 				}
-				if b.N > 0 && cpu > 0 {
-					b.ReportMetric(float64(benchCPU()-cpu)/float64(b.N), "cpu-ns/op")
-				}
+				benchcpu.Report(b, cpu)
 			})
 		}
 	}
-}
-
-// benchCPU is the CPU time the process has used so far.
-func benchCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
