@@ -38,5 +38,6 @@
 // collections into constants; static.go evaluates the rules of data alone
 // and datafold.go the reads of data; machine.go holds the state of one evaluation
 // and calls functions; stmt.go runs statements, scan.go loops and `with`,
-// builtin.go builtin and dynamic calls; arena.go allocates terms.
+// builtin.go builtin and dynamic calls, fast.go cheaper implementations of
+// some of OPA's builtins (same results); arena.go allocates terms.
 package compiled

@@ -105,6 +105,9 @@ func (p *Program) function(name string) (*irFunc, error) {
 	if bi == nil {
 		return nil, fmt.Errorf("builtin %s is not available", name)
 	}
+	if fast := fastBuiltins[name]; fast != nil {
+		bi = fast(bi)
+	}
 	fn := &irFunc{name: name, index: -1, builtin: bi}
 	if decl, ok := ast.BuiltinMap[name]; ok {
 		fn.clock, fn.relation = decl.Nondeterministic, decl.Relation
