@@ -86,7 +86,7 @@ func (b *Bundle) newCaches() {
 	third := b.cacheBytes / 3
 	b.mutations = newDecisionCache(b.cacheEntries, third, mutationSize)
 	b.validations = newDecisionCache(b.cacheEntries, third, validationSize)
-	b.plans = newDecisionCache(b.cacheEntries, third, planSize)
+	b.plans = newDecisionCache(min(b.cacheEntries, MaxCachedPlans), third, planSize)
 }
 
 // CacheStats returns the bundle's decision cache figures, summed over

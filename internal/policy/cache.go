@@ -16,6 +16,15 @@ const (
 	// DefaultDecisionCacheSize is how many decisions of each kind (mutation,
 	// validation, plan) a bundle remembers at most by default.
 	DefaultDecisionCacheSize = 4096
+	// MaxCachedPlans bounds the plan cache further. Only the controller
+	// (and `nsprov policy eval`) asks for plans: it reads a namespace's plan again when an event of its
+	// Workflow follows nsprov's own write of the Namespace, so the plans
+	// worth keeping are those of the namespaces whose Workflows run now,
+	// which --max-running-workflows bounds (128 by default). A sweep over
+	// every namespace (a policy change, a restart facing 10,000) reads each
+	// plan once; keeping thousands of them (about 3 KiB each) would only
+	// hold memory.
+	MaxCachedPlans = 512
 	// DefaultDecisionCacheBytes is the default memory budget of a bundle's
 	// decision caches, shared equally by the three kinds.
 	DefaultDecisionCacheBytes = 16 << 20
