@@ -61,6 +61,10 @@ type Options struct {
 	// provisioning controller; the test starts it with StartController
 	// (measurements of a controller facing a backlog).
 	DeferController bool
+	// DeferArgo installs Argo's configuration but starts its processes only
+	// when the test calls StartArgo (measurements of nsprov alone on the
+	// API server, without Argo's steps running on the same machine).
+	DeferArgo bool
 	// ServerArgs are added to the flags of every nsprov server the harness
 	// runs, after the harness's own, so they win (the provisioning pace,
 	// say).
@@ -84,6 +88,7 @@ type Env struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup   // nsprov's servers
 	cluster *cluster.Cluster // Argo, the process kubelet, kube-controller-manager
+	assets  string           // the control-plane binaries, for StartArgo
 }
 
 // Scheme is the scheme of the harness's clients.
@@ -256,8 +261,11 @@ func Start(ctx context.Context, o Options) (*Env, error) {
 		if err := e.installArgoConfig(ctx); err != nil {
 			return nil, err
 		}
-		if err := e.startArgo(ctx, assets); err != nil {
-			return nil, err
+		e.assets = assets
+		if !o.DeferArgo {
+			if err := e.startArgo(ctx, assets); err != nil {
+				return nil, err
+			}
 		}
 	}
 	ok = true
@@ -304,6 +312,14 @@ func (e *Env) StartController(ctx context.Context) error {
 	}
 	_, err = e.startServer(ctx, e.env.WebhookInstallOptions.LocalServingHost, port, true)
 	return err
+}
+
+// StartArgo starts Argo's processes in an Env started with DeferArgo.
+func (e *Env) StartArgo(ctx context.Context) error {
+	if !e.opts.DeferArgo || e.opts.NoRunner || e.cluster != nil {
+		return fmt.Errorf("StartArgo needs an Env started with DeferArgo, whose Argo has not started yet")
+	}
+	return e.startArgo(ctx, e.assets)
 }
 
 // installArgoConfig creates the workflow-controller's ConfigMap with

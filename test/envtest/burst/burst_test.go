@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +28,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/nsprov/nsprov/internal/contract"
+	"github.com/nsprov/nsprov/internal/policy"
 	"github.com/nsprov/nsprov/internal/server"
+	"github.com/nsprov/nsprov/internal/trigger"
 	"github.com/nsprov/nsprov/test/envtest"
 )
 
@@ -104,13 +107,27 @@ type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// heapInUse is the process's heap in use after a full collection.
-func heapInUse() uint64 {
+// heap is the process's heap after a full collection: live is what its
+// objects take (MemStats.HeapAlloc then, what a heap profile adds up to),
+// inUse the spans that hold them (HeapInuse: live plus the free slots of
+// partly used spans, which the runtime fills before it asks for more).
+type heap struct{ live, inUse uint64 }
+
+func heapNow() heap {
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapInuse
+	return heap{live: m.HeapAlloc, inUse: m.HeapInuse}
+}
+
+// since is h over base: "+L MiB live (+U MiB in use)".
+func (h heap) since(base heap) string {
+	return fmt.Sprintf("+%.1f MiB live (+%.1f MiB in use)", mib(h.live)-mib(base.live), mib(h.inUse)-mib(base.inUse))
+}
+
+func (h heap) String() string {
+	return fmt.Sprintf("%.1f MiB live (%.1f MiB in use)", mib(h.live), mib(h.inUse))
 }
 
 func mib(b uint64) float64 { return float64(b) / (1 << 20) }
@@ -127,6 +144,7 @@ func TestBurstOfNamespaces(t *testing.T) {
 	env, err := envtest.Start(ctx, envtest.Options{
 		ArgoConfig:      map[string]string{"parallelism": strconv.Itoa(argoParallelism)},
 		DeferController: true,
+		DeferArgo:       true,
 		ServerArgs:      extra,
 		WrapTransport:   requests.wrap,
 		Logger:          serverLog(t),
@@ -163,13 +181,25 @@ func TestBurstOfNamespaces(t *testing.T) {
 	admitted := time.Since(start)
 	t.Logf("admitted %d namespaces in %s", n, admitted.Round(time.Millisecond))
 
-	// 2. A controller faces the backlog: until every namespace has its
+	// 2. The baseline: a bare client with the controller's client settings
+	// and worker count creates as many Workflows, of the same content, on
+	// the same API server, before the controller starts. Nobody watches the
+	// baseline's namespace. Argo starts only after both (step 4): on a
+	// cluster its step pods run on worker nodes, here they would take the
+	// 2 cores from whichever of the two ran beside them.
+	bare := baseline(ctx, t, env, opts)
+	t.Logf("  bare client: %d Workflows in %s", n, bare.Round(time.Millisecond))
+
+	// 3. A controller faces the backlog: until every namespace has its
 	// Workflow, and until the controller has recorded it on each. (The
 	// deadlines only catch a hang: a shared 2-core machine can be 50 times
 	// slower than a quiet one.)
-	heapBefore := heapInUse()
+	heapBefore := heapNow()
+	if path := os.Getenv("NSPROV_BURST_HEAP_PROFILE"); path != "" {
+		writeHeapProfile(t, path+".before")
+	}
 	before := requests.snapshot()
-	t.Logf("  heap in use before the controller starts: %.1f MiB", mib(heapBefore))
+	t.Logf("  heap before the controller starts: %s", heapBefore)
 	mc, err := metadata.NewForConfig(env.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -185,8 +215,8 @@ func TestBurstOfNamespaces(t *testing.T) {
 		for verb, c := range requests.snapshot() {
 			sent += float64(c - before[verb])
 		}
-		t.Logf("  after %s: %d of %d namespaces have their Workflow (%.1f/s), %.2f API requests per Workflow so far, heap in use %.1f MiB",
-			time.Since(start).Round(time.Second), have, n, float64(have)/time.Since(start).Seconds(), sent/float64(max(have, 1)), mib(heapInUse()))
+		t.Logf("  after %s: %d of %d namespaces have their Workflow (%.1f/s), %.2f API requests per Workflow so far, heap %s",
+			time.Since(start).Round(time.Second), have, n, float64(have)/time.Since(start).Seconds(), sent/float64(max(have, 1)), heapNow().since(heapBefore))
 	}
 	progress(0)
 	created := waitForWorkflows(ctx, t, mc, n, 20*time.Minute+time.Duration(n)*100*time.Millisecond, progress).Sub(start)
@@ -195,7 +225,10 @@ func TestBurstOfNamespaces(t *testing.T) {
 			return ns.Annotations[contract.WorkflowAnnotation] != ""
 		})
 	}) + created
-	after := heapInUse()
+	after := heapNow()
+	if path := os.Getenv("NSPROV_BURST_HEAP_PROFILE"); path != "" {
+		writeHeapProfile(t, path)
+	}
 	perNamespace := map[string]float64{}
 	total := 0.0
 	for verb, c := range requests.snapshot() {
@@ -203,11 +236,14 @@ func TestBurstOfNamespaces(t *testing.T) {
 		total += perNamespace[verb]
 	}
 
-	// 3. Provisioning for real: Argo runs ten at a time; at least ten are
-	// provisioned through its controller and argoexec. A failed one is
-	// shown, not fatal: on an overloaded machine argoexec's kubectl can time
-	// out against the API server (seen: "failed to download openapi"), which
-	// says nothing about nsprov.
+	// 4. Provisioning for real, now that Argo starts: it runs ten at a
+	// time; at least ten are provisioned through its controller and
+	// argoexec. A failed one is shown, not fatal: on an overloaded machine
+	// argoexec's kubectl can time out against the API server (seen: "failed
+	// to download openapi"), which says nothing about nsprov.
+	if err := env.StartArgo(ctx); err != nil {
+		t.Fatal(err)
+	}
 	want := min(argoParallelism, n)
 	var done []string
 	failed := map[string]string{}
@@ -244,13 +280,14 @@ func TestBurstOfNamespaces(t *testing.T) {
 		}
 	}
 
+	afterArgo := heapNow()
+	if path := os.Getenv("NSPROV_BURST_HEAP_PROFILE"); path != "" {
+		writeHeapProfile(t, path+".argo")
+	}
+
 	if dir := os.Getenv("NSPROV_BURST_FIXTURES"); dir != "" {
 		writeFixtures(ctx, t, env.Client, done[0], dir)
 	}
-
-	// 4. The baseline: a bare client with the controller's client settings
-	// and worker count creates as many Workflows, of the same content.
-	bare := baseline(ctx, t, env, opts)
 
 	t.Logf("burst of %d requested namespaces (real API server, real Argo with parallelism %d, process kubelet):", n, argoParallelism)
 	t.Logf("  admission through both webhooks: %s, %.0f namespaces/s", admitted.Round(time.Millisecond), float64(n)/admitted.Seconds())
@@ -259,9 +296,10 @@ func TestBurstOfNamespaces(t *testing.T) {
 	t.Logf("  bare client (QPS %g, burst %d, %d workers): %d Workflows in %s (%.1f/s); controller/bare = %.2f",
 		opts.Kube.QPS, opts.Kube.Burst, opts.Controller.ConcurrentReconciles, n, bare.Round(time.Millisecond), float64(n)/bare.Seconds(), created.Seconds()/bare.Seconds())
 	t.Logf("  API requests per namespace from nsprov's server: %.2f (%s)", total, formatVerbs(perNamespace))
-	t.Logf("  heap in use: %.1f MiB before the controller, %.1f MiB with it (+%.1f MiB: its replica, policy store and cache of %d namespaces)",
-		mib(heapBefore), mib(after), mib(after)-mib(heapBefore), n)
-	t.Logf("  provisioned through Argo while measuring: %d namespaces (%d checked for their quota), %d failed", len(done), want, len(failed))
+	t.Logf("  heap: %s before the controller, %s with it: %s for its replica, policy store and cache of %d namespaces",
+		heapBefore, after, after.since(heapBefore), n)
+	t.Logf("  provisioned through Argo afterwards: %d namespaces (%d checked for their quota), %d failed; heap then %s",
+		len(done), want, len(failed), afterArgo.since(heapBefore))
 }
 
 // parallel runs f(0..n-1) on workers goroutines and returns the first error.
@@ -374,21 +412,38 @@ func countNamespaces(ctx context.Context, c client.Client, n int, ok func(*corev
 // took.
 func baseline(ctx context.Context, t *testing.T, env *envtest.Env, o server.Options) time.Duration {
 	t.Helper()
-	list := &wfv1.WorkflowList{}
-	if err := env.Client.List(ctx, list, client.InNamespace(envtest.ArgoNamespace), client.MatchingLabels{contract.ManagedByLabel: contract.ManagedBy}); err != nil {
+	// The Workflows the controller will create: the same plan, template
+	// reference, labels and annotations, in a namespace of their own.
+	bundle, err := policy.LoadEmbedded(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
+	list := &corev1.NamespaceList{}
+	if err := env.Client.List(ctx, list); err != nil {
+		t.Fatal(err)
+	}
+	as := contract.As(contract.DefaultUsername)
+	var copies []*wfv1.Workflow
+	for i := range list.Items {
+		ns := &list.Items[i]
+		if !contract.IsRequested(ns) {
+			continue
+		}
+		raw, err := bundle.Plan(ctx, &policy.Request{Operation: "UPDATE", Username: as.Username, Groups: as.Groups, Object: ns, OldObject: ns})
+		if err != nil || raw == nil {
+			t.Fatalf("the plan of %s: %v (plan %v)", ns.Name, err, raw)
+		}
+		plan, err := trigger.DecodePlan(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := trigger.Hash(trigger.Parameters(plan))
+		copies = append(copies, trigger.NewWorkflow(ns, plan, key, 1, trigger.Options{ArgoNamespace: baselineNamespace}))
+	}
+	list = nil
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: baselineNamespace}}); err != nil {
 		t.Fatal(err)
 	}
-	copies := make([]*wfv1.Workflow, len(list.Items))
-	for i, wf := range list.Items {
-		copies[i] = &wfv1.Workflow{
-			ObjectMeta: metav1.ObjectMeta{Name: wf.Name, Namespace: baselineNamespace, Labels: wf.Labels, Annotations: wf.Annotations},
-			Spec:       wf.Spec,
-		}
-	}
-	list = nil
 	cfg := rest.CopyConfig(env.Config)
 	cfg.QPS, cfg.Burst = o.Kube.QPS, o.Kube.Burst
 	c, err := client.New(cfg, client.Options{Scheme: envtest.Scheme})
@@ -402,6 +457,21 @@ func baseline(ctx context.Context, t *testing.T, env *envtest.Env, o server.Opti
 		t.Fatalf("bare client: %v", err)
 	}
 	return time.Since(start)
+}
+
+// writeHeapProfile writes the process's heap profile (in use after the last
+// GC) to path, for `go tool pprof -sample_index=inuse_space`.
+func writeHeapProfile(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("  heap profile written to %s", path)
 }
 
 func formatVerbs(m map[string]float64) string {

@@ -1,21 +1,27 @@
-// Package burst measures nsprov at scale on the real control plane, with
-// Argo's own workflow-controller, the process kubelet and
-// kube-controller-manager running beside it.
+// Package burst measures nsprov at scale on the real control plane, then
+// runs the Workflows with Argo's own workflow-controller, the process
+// kubelet and kube-controller-manager.
 //
 // TestBurstOfNamespaces creates N requested namespaces through both webhooks
 // (N is $NSPROV_BURST, default 200; `NSPROV_BURST=10000` is the figure README
 // reports), then starts a provisioning controller facing that backlog and
-// waits until every namespace has its Workflow. It prints, never asserts:
+// waits until every namespace has its Workflow; only then does Argo start.
+// On a cluster Argo's step pods run on worker nodes; here they would share
+// the 2 cores with the API server and take them from whatever is measured
+// beside them. It prints, never asserts:
 //   - the admission rate (namespaces per second through both webhooks);
 //   - the time until every Workflow exists, and beside it the time a bare
 //     client (the controller's client settings and worker count) takes to
 //     create as many Workflows of the same content in the same run, and their
-//     ratio;
+//     ratio (the bare client runs first, before the controller starts, in
+//     another namespace, which nobody watches);
 //   - the API requests nsprov's server sent per namespace (counted on its
 //     transport);
-//   - the heap the controller's replica added to the process (in use after a
-//     GC, its policy store included; the slope between two sizes gives the
-//     heap per 1,000 namespaces).
+//   - the heap the controller's replica added to the process, its policy
+//     store included (after a GC: live, what its objects take, and in use,
+//     the spans holding them; the slope between two sizes gives the heap
+//     per 1,000 namespaces), once every Workflow exists and again after
+//     Argo has run ten of them and marked others Pending.
 //
 // It asserts correctness: every namespace gets exactly one Workflow, and the
 // provisioning runs for real. Argo runs every Workflow, but running N of them
@@ -32,9 +38,13 @@
 //
 // While the controller works through the backlog the test logs, every
 // minute, how many Workflows exist, the API requests per Workflow so far and
-// the heap in use, so a run that cannot finish in time (10,000 namespaces on
+// the heap, so a run that cannot finish in time (10,000 namespaces on
 // a busy machine) still tells how it went. NSPROV_BURST_LOG names a file that
-// receives nsprov's server logs (reconcile errors, conflicts).
+// receives nsprov's server logs (reconcile errors, conflicts);
+// NSPROV_BURST_HEAP_PROFILE one that receives the process's heap profile
+// once every Workflow exists (with ".before" appended: before the controller
+// starts, for `go tool pprof -diff_base`; with ".argo": once Argo has run
+// ten).
 //
 // NSPROV_BURST_SERVER_ARGS adds flags to nsprov's servers (and the bare
 // client copies their --kube-api-qps, --kube-api-burst and
