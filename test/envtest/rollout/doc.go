@@ -21,10 +21,10 @@
 //
 // Argo's controller runs with more API requests per second than its
 // defaults (ARGO_QPS, ARGO_BURST, which it reads as its --qps and --burst
-// flags), and nsprov with a bound of 40 Workflows, a start rate (100 a
+// flags), and nsprov with a bound of 80 Workflows, a start rate (100 a
 // second) well above what the bound lets through and a higher client rate.
-// The step's 10 seconds set the pace: the bound lets through at most 4
-// Workflows a second (40 per 10s), about 250s per 1,000 namespaces, and
+// The step's 10 seconds set the pace: the bound lets through at most 8
+// Workflows a second (80 per 10s), about 125s per 1,000 namespaces, and
 // nsprov must start Workflows faster than that for the bound to be reached
 // at all, which it does even on a busy 2-core machine. A shorter step makes
 // the suite quicker on a quiet machine but lets a slow one start Workflows

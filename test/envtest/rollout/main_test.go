@@ -16,7 +16,7 @@ import (
 // The pace of the suite: see doc.go.
 const (
 	// maxRunning is nsprov's --max-running-workflows.
-	maxRunning = 40
+	maxRunning = 80
 	// startRate is nsprov's --workflow-start-rate: well above what the
 	// bound lets through (about maxRunning / stepDuration a second), so
 	// the bound is what holds the Workflows back.
