@@ -177,6 +177,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := registerMetrics(r.Client, r.Options.ArgoNamespace, r.Pacer); err != nil {
 		return err
 	}
+	// The Pacer counts the unfinished Workflows on every decision and every
+	// Workflow event: through this index the cache hands over those alone,
+	// not every Workflow nsprov ever created (10,000 after a sweep).
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &wfv1.Workflow{}, unfinishedIndex, unfinished); err != nil {
+		return fmt.Errorf("indexing the unfinished Workflows: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("nsprov-trigger").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.MaxConcurrentReconciles}).
@@ -559,16 +565,28 @@ func limitString(p *Pacer) string {
 func (r *Reconciler) running(ctx context.Context) ([]string, error) {
 	list := &wfv1.WorkflowList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(r.Options.ArgoNamespace),
-		client.MatchingLabels{contract.ManagedByLabel: contract.ManagedBy}, client.UnsafeDisableDeepCopy); err != nil {
+		client.MatchingLabels{contract.ManagedByLabel: contract.ManagedBy},
+		client.MatchingFields{unfinishedIndex: "true"}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing the running Workflows: %w", err)
 	}
-	var names []string
+	names := make([]string, 0, len(list.Items))
 	for i := range list.Items {
 		if !list.Items[i].Status.Fulfilled() {
 			names = append(names, list.Items[i].Name)
 		}
 	}
 	return names, nil
+}
+
+// unfinishedIndex indexes the cached Workflows that have not finished
+// (value "true"); the finished ones are not in it.
+const unfinishedIndex = "nsprov.io/unfinished"
+
+func unfinished(o client.Object) []string {
+	if wf, ok := o.(*wfv1.Workflow); ok && !wf.Status.Fulfilled() {
+		return []string{"true"}
+	}
+	return nil
 }
 
 // cancel stops the run of key (its Workflow wf, when there is one), records
